@@ -1,0 +1,47 @@
+# The README's two set-up commands, `make demo` and `make test`, work from a clean clone on a fresh machine:
+# they create .venv, install the project with its test tools, and fetch the Kafka broker from Maven Central.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KAFKA_LIBS := .kafka/libs
+STAMP := $(VENV)/.installed
+
+.PHONY: setup kafka demo test test-pure test-kafka lint typecheck clean
+
+setup: $(STAMP) $(KAFKA_LIBS)/.fetched
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# The broker version is pinned in one place: kafka-runtime/pom.xml.
+$(KAFKA_LIBS)/.fetched: kafka-runtime/pom.xml
+	mvn --batch-mode --quiet -f kafka-runtime/pom.xml dependency:copy-dependencies \
+		-DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS) -DincludeScope=runtime
+	touch $@
+
+kafka: $(KAFKA_LIBS)/.fetched
+
+demo: setup
+	$(BIN)/smm demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: setup lint typecheck
+	$(BIN)/pytest -q
+
+test-pure: setup
+	$(BIN)/pytest -q tests/pure
+
+test-kafka: setup
+	$(BIN)/pytest -q tests/kafka
+
+clean:
+	rm -rf $(VENV) .kafka .smm-local build cdk.out .pytest_cache .mypy_cache .ruff_cache

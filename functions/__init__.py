@@ -1,0 +1,1 @@
+"""Deployable Lambda functions, one package each."""

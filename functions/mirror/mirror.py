@@ -1,0 +1,282 @@
+"""Mirror one ESM batch from the source cluster to the target: MM2's ``MirrorSourceTask`` without Connect.
+
+Records keep partition, key, value, headers and timestamp; remote topics are created before anything is
+forwarded; offset syncs are written only after the records they describe are acknowledged. Any failure raises,
+so the event-source mapping redelivers the batch and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from kafka import TopicPartition
+
+from shared import provenance
+from shared.config import FlowConfig
+from shared.esm_event import SourceRecord, by_partition
+from shared.formats import FormatError, Heartbeat
+from shared.kafka_clients import KafkaClients, TopicInfo, send_record
+from shared.offset_syncs import OffsetSyncPlanner, PartitionState
+
+logger = Logger(service="smm-mirror")
+
+# Kafka's record-batch framing around one record (v2 batch header + record overhead), so that the size check
+# agrees with the broker's max.message.bytes.
+RECORD_OVERHEAD_BYTES = 61 + 21
+HEADER_OVERHEAD_BYTES = 10
+
+
+class MirrorError(RuntimeError):
+    """The batch could not be mirrored completely; raising makes the ESM redeliver it."""
+
+
+class OversizedRecordError(MirrorError):
+    """A record larger than the remote topic accepts, with ``smm.oversized.record.action = fail``."""
+
+
+@dataclass
+class BatchReport:
+    """What one batch did: the figures behind the metrics and the local runtime's progress line."""
+
+    records: int = 0
+    mirrored: int = 0
+    bytes: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    dead_lettered: int = 0
+    offset_syncs: int = 0
+    gaps: int = 0
+    gap_records: int = 0
+    max_record_age_ms: int = 0
+    replication_latency_ms: list[int] = field(default_factory=list)
+    batch_latency_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "mirrored": self.mirrored,
+            "bytes": self.bytes,
+            "skipped": dict(self.skipped),
+            "deadLettered": self.dead_lettered,
+            "offsetSyncs": self.offset_syncs,
+            "gaps": self.gaps,
+            "gapRecords": self.gap_records,
+            "maxRecordAgeMs": self.max_record_age_ms,
+            "replicationLatencyMs": self.replication_latency_ms,
+            "batchLatencyMs": round(self.batch_latency_ms, 3),
+        }
+
+
+def unexplained_gap(expected: int, first: int, log_start: int) -> int:
+    """Records lost between the last mirrored offset and this batch: deleted from the log before being read.
+
+    Jumps explained by compaction or transaction markers leave the log start where it was; only retention (or
+    a deleted and recreated topic) moves it past offsets that were never mirrored.
+    """
+    if first <= expected or log_start <= expected:
+        return 0
+    return min(first, log_start) - expected
+
+
+class Mirror:
+    """Mirrors batches for one flow; lives as long as the container, so clients and sync state are reused."""
+
+    def __init__(self, flow: FlowConfig, clients: KafkaClients) -> None:
+        self.flow = flow
+        self.clients = clients
+        self.policy = flow.policy()
+        self.selector = flow.topic_selector()
+        self.identity = flow.uses_identity_names()
+        self.planner = OffsetSyncPlanner(flow.settings.offset_lag_max)
+        self._next_offset: dict[tuple[str, int], int] = {}
+
+    # --- one batch ---------------------------------------------------------------------------------------
+
+    def mirror(self, records: Sequence[SourceRecord]) -> BatchReport:
+        started = time.monotonic()
+        report = BatchReport(records=len(records))
+        now_ms = int(time.time() * 1000)
+        pending: list[tuple[str, int, list[tuple[int, Any]]]] = []
+        dead_letters: list[Any] = []
+        producer = self.clients.producer(self.flow.target)
+
+        for (topic, partition), batch in by_partition(records):
+            reason = self.selector.skip_reason(topic)
+            if reason is not None:
+                report.skipped[reason] += len(batch)
+                logger.warning(
+                    "skipping records of a topic this flow does not replicate",
+                    extra={"topic": topic, "partition": partition, "reason": reason, "records": len(batch)},
+                )
+                continue
+            remote = self.policy.format_remote_topic(self.flow.source, topic)
+            info = self._remote_topic(topic, partition, remote)
+            sent: list[tuple[int, Any]] = []
+            for record in batch:
+                headers = list(record.headers)
+                if self.identity:
+                    if provenance.has_visited(headers, self.flow.target):
+                        report.skipped["loop"] += 1
+                        continue
+                    headers = provenance.stamp(headers, self.flow.source)
+                size = _framed_size(record.key, record.value, headers)
+                if size > info.max_message_bytes:
+                    dead_letters.append(self._dead_letter(record, remote, size, info.max_message_bytes))
+                    continue
+                future = send_record(producer, remote, record.key, record.value, headers, partition, record.timestamp)
+                sent.append((record.offset, future))
+                report.bytes += record.size
+                report.max_record_age_ms = max(report.max_record_age_ms, now_ms - record.timestamp)
+                self._observe_heartbeat(topic, record, now_ms, report)
+            pending.append((topic, partition, sent))
+
+        producer.flush()
+        report.dead_lettered = len(_acknowledged(dead_letters, "dead-lettering a record"))
+        acked = [(topic, partition, _downstream_offsets(topic, partition, sent)) for topic, partition, sent in pending]
+        report.mirrored = sum(len(pairs) for _, _, pairs in acked)
+        states = self._write_offset_syncs(acked, report)
+        self._detect_gaps(records, report)
+        for (topic, partition), state in states.items():
+            self.planner.commit(topic, partition, state)
+        for (topic, partition), batch in by_partition(records):
+            self._next_offset[(topic, partition)] = batch[-1].offset + 1
+        report.batch_latency_ms = (time.monotonic() - started) * 1000
+        return report
+
+    # --- steps -------------------------------------------------------------------------------------------
+
+    def _remote_topic(self, topic: str, partition: int, remote: str) -> TopicInfo:
+        """The remote topic, created (or grown) to the source's partition count before anything is sent."""
+        info = self.clients.topic_info(self.flow.target, remote)
+        if info is not None and info.partitions > partition:
+            return info
+        source = self.clients.topic_info(self.flow.source, topic, refresh=True)
+        partitions = max(partition + 1, source.partitions if source else 0)
+        logger.info(
+            "creating remote topic",
+            extra={"topic": remote, "cluster": self.flow.target, "partitions": partitions},
+        )
+        return self.clients.ensure_topic(self.flow.target, remote, partitions, self.flow.settings.replication_factor)
+
+    def _dead_letter(self, record: SourceRecord, remote: str, size: int, limit: int) -> Any:
+        """Apply ``smm.oversized.record.action``: fail the batch, or send the record's coordinates aside."""
+        where = f"{record.topic}-{record.partition}@{record.offset}"
+        if self.flow.settings.oversized_record_action == "fail":
+            raise OversizedRecordError(
+                f"record {where} is {size} bytes framed, larger than max.message.bytes={limit} of remote topic "
+                f"{remote!r} on cluster {self.flow.target!r}; raise the remote topic's max.message.bytes, or set "
+                f"smm.oversized.record.action=dead-letter to record it in {self.flow.settings.dead_letter_topic!r}"
+            )
+        dlq = self.flow.settings.dead_letter_topic
+        self.clients.ensure_topic(self.flow.target, dlq, 1, self.flow.settings.replication_factor)
+        # The record itself does not fit; its coordinates and headers do, so nothing disappears silently.
+        headers = [
+            *record.headers,
+            ("smm.source.cluster", self.flow.source.encode()),
+            ("smm.source.topic", record.topic.encode()),
+            ("smm.source.partition", str(record.partition).encode()),
+            ("smm.source.offset", str(record.offset).encode()),
+            ("smm.size", str(size).encode()),
+            ("smm.reason", f"larger than max.message.bytes={limit} of {remote}".encode()),
+        ]
+        logger.error("record larger than the remote topic allows: dead-lettered", extra={"record": where})
+        return send_record(self.clients.producer(self.flow.target), dlq, record.key, None, headers, 0, record.timestamp)
+
+    def _observe_heartbeat(self, topic: str, record: SourceRecord, now_ms: int, report: BatchReport) -> None:
+        if record.key is None or record.value is None or not self.policy.is_heartbeats_topic(topic):
+            return
+        try:
+            heartbeat = Heartbeat.deserialize(record.key, record.value)
+        except FormatError:
+            return
+        report.replication_latency_ms.append(now_ms - heartbeat.timestamp)
+
+    def _write_offset_syncs(
+        self, acked: list[tuple[str, int, list[tuple[int, int]]]], report: BatchReport
+    ) -> dict[tuple[str, int], PartitionState]:
+        states: dict[tuple[str, int], PartitionState] = {}
+        if not self.flow.settings.emit_offset_syncs_enabled:
+            return states
+        cluster = self.flow.offset_syncs_cluster()
+        topic_name = self.flow.offset_syncs_topic()
+        futures: list[Any] = []
+        for topic, partition, pairs in acked:
+            if not pairs:
+                continue
+            syncs, states[(topic, partition)] = self.planner.plan(topic, partition, pairs)
+            if not syncs:
+                continue
+            if not futures:
+                self.clients.ensure_topic(
+                    cluster,
+                    topic_name,
+                    1,
+                    self.flow.settings.offset_syncs_topic_replication_factor,
+                    {"cleanup.policy": "compact"},
+                )
+            producer = self.clients.producer(cluster)
+            futures.extend(
+                producer.send(topic_name, key=s.record_key(), value=s.record_value(), partition=0) for s in syncs
+            )
+        if futures:
+            self.clients.producer(cluster).flush()
+        report.offset_syncs = len(_acknowledged(futures, f"writing offset syncs to {topic_name!r} on {cluster!r}"))
+        return states
+
+    def _detect_gaps(self, records: Sequence[SourceRecord], report: BatchReport) -> None:
+        jumps: dict[TopicPartition, tuple[int, int]] = {}
+        for (topic, partition), batch in by_partition(records):
+            expected = self._expected_offset(topic, partition)
+            if expected is not None and batch[0].offset > expected:
+                jumps[TopicPartition(topic, partition)] = (expected, batch[0].offset)
+        if not jumps:
+            return
+        log_starts = self.clients.earliest_offsets(self.flow.source, jumps)
+        for tp, (expected, first) in jumps.items():
+            lost = unexplained_gap(expected, first, log_starts.get(tp, expected))
+            if lost:
+                report.gaps += 1
+                report.gap_records += lost
+                logger.error(
+                    "records were deleted from the source before they were mirrored",
+                    extra={
+                        "topic": tp.topic,
+                        "partition": tp.partition,
+                        "expected_offset": expected,
+                        "first_offset": first,
+                        "lost_records": lost,
+                    },
+                )
+
+    def _expected_offset(self, topic: str, partition: int) -> int | None:
+        """Next offset this flow should see: remembered from the last batch, else the ESM group's commit."""
+        key = (topic, partition)
+        if key not in self._next_offset:
+            group = self.flow.consumer_group_id(topic)
+            committed = self.clients.committed_offsets(self.flow.source, group)
+            for tp, offset in committed.items():
+                if tp.topic == topic:
+                    self._next_offset.setdefault((topic, tp.partition), offset)
+        return self._next_offset.get(key)
+
+
+def _framed_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> int:
+    header_bytes = sum(len(k) + len(v) + HEADER_OVERHEAD_BYTES for k, v in headers)
+    return RECORD_OVERHEAD_BYTES + len(key or b"") + len(value or b"") + header_bytes
+
+
+def _acknowledged(futures: Sequence[Any], what: str) -> list[Any]:
+    """Results of flushed sends; the first failure fails the batch."""
+    for future in futures:
+        if future.failed():
+            raise MirrorError(f"{what} failed: {type(future.exception).__name__}: {future.exception}")
+    return [future.value for future in futures]
+
+
+def _downstream_offsets(topic: str, partition: int, sent: list[tuple[int, Any]]) -> list[tuple[int, int]]:
+    metadata = _acknowledged([f for _, f in sent], f"mirroring records of {topic}-{partition} to the target")
+    return [(upstream, meta.offset) for (upstream, _), meta in zip(sent, metadata, strict=True)]

@@ -1,0 +1,1 @@
+"""Code the functions share: config, policy, filters, wire formats, clients, local runtime."""

@@ -1,0 +1,141 @@
+"""``smm``: validate a configuration, run local Kafka clusters, and run the flows locally.
+
+Exit codes: 0 success, 1 bad configuration or a failed run, 2 bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from shared import config
+from shared.config import ConfigError, MirrorConfig
+
+
+def _load(path: str) -> MirrorConfig:
+    mirror_config = config.load(path)
+    for warning in mirror_config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return mirror_config
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    mirror_config = _load(args.config)
+    print(f"{args.config}: valid; clusters: {', '.join(mirror_config.clusters)}")
+    for alias, cluster in mirror_config.clusters.items():
+        print(f"  cluster {alias}: {','.join(cluster.bootstrap_servers)}")
+    enabled = mirror_config.enabled_flows()
+    if not enabled:
+        print("  no flow is enabled (set A->B.enabled = true)")
+    for flow in enabled:
+        s = flow.settings
+        policy = s.replication_policy_class.rsplit(".", 1)[-1]
+        print(f"  flow {flow.name}: topics {', '.join(s.topics)} (excluding {', '.join(s.topics_exclude)})")
+        print(f"    remote names: {policy} (e.g. {flow.policy().format_remote_topic(flow.source, 'orders')})")
+        print(f"    groups {', '.join(s.groups)} (excluding {', '.join(s.groups_exclude)})")
+        print(
+            f"    offset syncs: {flow.offset_syncs_topic()} on {flow.offset_syncs_cluster()}, "
+            f"offset.lag.max={s.offset_lag_max}; replication.factor={s.replication_factor}"
+        )
+        print(
+            f"    heartbeats every {s.emit_heartbeats_interval_seconds}s, checkpoints every "
+            f"{s.emit_checkpoints_interval_seconds}s, topic refresh every {s.refresh_topics_interval_seconds}s"
+        )
+    return 0
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from shared.local import broker
+
+    mirror_config = _load(args.config)
+    state_dir = Path(args.state_dir) if args.state_dir else broker.default_state_dir()
+    if args.action == "up":
+        for b, started in broker.up(mirror_config, state_dir):
+            print(f"{b.alias}: {'started' if started else 'already running'} at {b.bootstrap}")
+    else:
+        for b, stopped in broker.down(mirror_config, state_dir):
+            print(f"{b.alias}: {'stopped' if stopped else 'was not running'} at {b.bootstrap}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _local_powertools_defaults(args.verbose)
+    from shared.local import emulator
+
+    mirror_config = _load(args.config)
+    totals = emulator.run(
+        mirror_config,
+        duration=args.duration,
+        refresh_seconds=args.refresh,
+        progress_seconds=args.progress,
+    )
+    if args.json:
+        print(emulator.totals_json(totals))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _local_powertools_defaults(args.verbose)
+    from shared.local import demo
+
+    return demo.main(Path(args.config), duration=args.duration, keep=args.keep)
+
+
+def _local_powertools_defaults(verbose: bool) -> None:
+    """Locally, metrics go to the progress lines rather than EMF on stdout, and logs are quiet."""
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO" if verbose else "WARNING")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="smm", description="Serverless MirrorMaker: MirrorMaker 2 as functions.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="check an mm2.properties file and print the flows it defines")
+    v.add_argument("config")
+    v.set_defaults(func=cmd_validate)
+
+    loc = sub.add_parser("local", help="start or stop local Kafka brokers for the loopback clusters of CONFIG")
+    loc.add_argument("action", choices=["up", "down"])
+    loc.add_argument("config")
+    loc.add_argument("--state-dir", help="where broker data and logs live (default: $SMM_LOCAL_DIR or .smm-local)")
+    loc.set_defaults(func=cmd_local)
+
+    r = sub.add_parser("run", help="run every enabled flow locally (the event-source mapping emulator)")
+    r.add_argument("config")
+    r.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+    r.add_argument("--refresh", type=float, help="topic discovery interval (default: refresh.topics.interval.seconds)")
+    r.add_argument("--progress", type=float, default=10.0, help="seconds between progress lines (default 10)")
+    r.add_argument("--json", action="store_true", help="print the final totals as JSON")
+    r.add_argument("--verbose", action="store_true", help="show the functions' structured logs")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="two local clusters, a bidirectional flow, and what landed where")
+    d.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "examples" / "demo.properties"))
+    d.add_argument("--duration", type=float, default=15.0)
+    d.add_argument("--keep", action="store_true", help="leave the clusters running afterwards")
+    d.add_argument("--verbose", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except RuntimeError as exc:  # BrokerError, ClusterError, MirrorError: already say what and where
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

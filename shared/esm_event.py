@@ -1,0 +1,147 @@
+"""The Lambda Kafka event-source mapping (ESM) event: read by the mirror handler, written by the local emulator.
+
+Both directions live here so the emulator builds exactly what the handler parses. Records are taken as raw
+bytes: base64 keys/values, header values as (possibly signed) byte arrays, repeated header keys kept in order.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import KafkaEvent
+
+EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka")
+SELF_MANAGED = "SelfManagedKafka"
+
+Header = tuple[str, bytes]
+
+
+class EventError(ValueError):
+    """A malformed ESM event; the message names the record (topic-partition@offset) and the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One source record as the ESM delivers it, bytes untouched."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    timestamp_type: str
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[Header]
+
+    @property
+    def size(self) -> int:
+        """Payload bytes: key, value, header keys and values (what MM2's byte-count counts)."""
+        return len(self.key or b"") + len(self.value or b"") + sum(len(k) + len(v) for k, v in self.headers)
+
+
+def parse_event(raw: dict[str, Any]) -> tuple[str, list[SourceRecord]]:
+    """The event source and every record, in delivery order, validated before anything is mirrored."""
+    if not isinstance(raw, dict):
+        raise EventError(f"event must be a JSON object, got {type(raw).__name__}")
+    event = KafkaEvent(raw)
+    source = raw.get("eventSource")
+    if source not in EVENT_SOURCES:
+        raise EventError(f"eventSource {source!r} is not a Kafka event source (allowed: {', '.join(EVENT_SOURCES)})")
+    batches = raw.get("records")
+    if not isinstance(batches, dict):
+        raise EventError("event has no 'records' object (topic-partition -> list of records)")
+    records: list[SourceRecord] = []
+    for chunk_key, chunk in batches.items():
+        if not isinstance(chunk, list):
+            raise EventError(f"records[{chunk_key!r}] must be a list of records, got {type(chunk).__name__}")
+    for index, record in enumerate(event.records):
+        records.append(_parse_record(record, index))
+    return str(source), records
+
+
+def _parse_record(record: Any, index: int) -> SourceRecord:
+    where = f"record #{index}"
+    try:
+        topic, partition, offset = record.topic, record.partition, record.offset
+        where = f"record {topic}-{partition}@{offset}"
+        _require(isinstance(topic, str) and bool(topic), where, "topic", "a non-empty string")
+        _require(_is_int(partition) and partition >= 0, where, "partition", "an integer >= 0")
+        _require(_is_int(offset) and offset >= 0, where, "offset", "an integer >= 0")
+        timestamp = record.timestamp
+        _require(_is_int(timestamp), where, "timestamp", "an integer (epoch ms)")
+        timestamp_type = record.get("timestampType", "CREATE_TIME")
+        key = _decode_b64(record.key, where, "key")
+        value = _decode_b64(record.get("value"), where, "value")
+        headers = _decode_headers(record.get("headers") or [], where)
+    except KeyError as exc:
+        raise EventError(f"{where}: missing field {exc.args[0]!r}") from None
+    except (AttributeError, TypeError):
+        raise EventError(f"{where}: must be a JSON object") from None
+    return SourceRecord(topic, partition, offset, timestamp, str(timestamp_type), key, value, headers)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require(ok: bool, where: str, field: str, allowed: str) -> None:
+    if not ok:
+        raise EventError(f"{where}: field {field!r} must be {allowed}")
+
+
+def _decode_b64(value: Any, where: str, field: str) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"{where}: field {field!r} must be a base64 string or null, got {type(value).__name__}")
+    try:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except binascii.Error as exc:
+        raise EventError(f"{where}: field {field!r} is not valid base64 ({exc})") from None
+
+
+def _decode_headers(raw: Any, where: str) -> list[Header]:
+    if not isinstance(raw, list):
+        raise EventError(f"{where}: field 'headers' must be a list of {{key: [bytes]}} objects")
+    headers: list[Header] = []
+    for position, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise EventError(f"{where}: header #{position} must be an object {{key: [bytes]}}")
+        for name, data in item.items():
+            if not isinstance(data, list) or not all(_is_int(b) and -128 <= b <= 255 for b in data):
+                raise EventError(f"{where}: header {name!r} must be a list of byte values (-128..255)")
+            headers.append((name, bytes(b & 0xFF for b in data)))
+    return headers
+
+
+def build_event(
+    records: Iterable[SourceRecord], bootstrap_servers: Sequence[str], event_source: str = SELF_MANAGED
+) -> dict[str, Any]:
+    """The ESM event JSON for ``records``, grouped by ``topic-partition`` as Lambda sends them."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        grouped.setdefault(f"{r.topic}-{r.partition}", []).append(
+            {
+                "topic": r.topic,
+                "partition": r.partition,
+                "offset": r.offset,
+                "timestamp": r.timestamp,
+                "timestampType": r.timestamp_type,
+                "key": None if r.key is None else base64.b64encode(r.key).decode("ascii"),
+                "value": None if r.value is None else base64.b64encode(r.value).decode("ascii"),
+                "headers": [{k: list(v)} for k, v in r.headers],
+            }
+        )
+    return {"eventSource": event_source, "bootstrapServers": ",".join(bootstrap_servers), "records": grouped}
+
+
+def by_partition(records: Iterable[SourceRecord]) -> Iterator[tuple[tuple[str, int], list[SourceRecord]]]:
+    """Records grouped per topic-partition, order kept inside each."""
+    groups: dict[tuple[str, int], list[SourceRecord]] = {}
+    for r in records:
+        groups.setdefault((r.topic, r.partition), []).append(r)
+    yield from groups.items()

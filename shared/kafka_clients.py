@@ -1,0 +1,239 @@
+"""The one place that talks to Kafka: clients per cluster alias, created once per container and reused.
+
+Everything else asks this module for topics, partitions and offsets, so the client library can be swapped
+(the benchmark issue may add a librdkafka backend) without touching the core.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, OffsetSpec
+from kafka.errors import (
+    InvalidPartitionsError,
+    InvalidReplicationFactorError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAlreadyExistsError,
+)
+from kafka.serializer import Serializer
+
+from shared.config import MirrorConfig
+
+
+class ClusterError(RuntimeError):
+    """A cluster refused or could not do what was asked; the message names the cluster and the fix."""
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """What the mirror needs to know of a topic: its partitions and the configs that shape records."""
+
+    name: str
+    partitions: int
+    max_message_bytes: int
+    compacted: bool
+
+
+class NullableKeySerializer(Serializer):  # type: ignore[misc]
+    """Lets a record with a null key and a null value (a keyless tombstone) through, as Kafka does.
+
+    kafka-python refuses ``send(key=None, value=None)`` before serializing; sending ``NULL_KEY`` as the key
+    passes that check and serializes to a null key.
+    """
+
+    NULL_KEY = object()
+
+    def serialize(self, topic: str, headers: Any, data: Any) -> Any:
+        return None if data is self.NULL_KEY else data
+
+
+def send_record(
+    producer: Any,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]],
+    partition: int | None = None,
+    timestamp_ms: int | None = None,
+) -> Any:
+    """``producer.send`` for raw bytes, keyless tombstones included; returns the future."""
+    return producer.send(
+        topic,
+        key=NullableKeySerializer.NULL_KEY if key is None and value is None else key,
+        value=value,
+        headers=headers,
+        partition=partition,
+        timestamp_ms=timestamp_ms,
+    )
+
+
+_PRODUCER_DEFAULTS: dict[str, Any] = {
+    # Never lose, never reorder: MM2's producer settings.
+    "acks": "all",
+    "enable_idempotence": True,
+    "linger_ms": 5,
+    "batch_size": 256 * 1024,
+    "max_request_size": 8 * 1024 * 1024,
+    "key_serializer": NullableKeySerializer(),
+}
+
+
+class KafkaClients:
+    """Lazily built, cached clients for the clusters of one configuration."""
+
+    def __init__(self, config: MirrorConfig, client_id: str = "smm") -> None:
+        self.config = config
+        self._client_id = client_id
+        self._producers: dict[str, KafkaProducer] = {}
+        self._admins: dict[str, KafkaAdminClient] = {}
+        self._topic_info: dict[tuple[str, str], TopicInfo] = {}
+        self._lock = threading.Lock()
+
+    def _settings(self, alias: str, role: str) -> dict[str, Any]:
+        settings = self.config.cluster(alias).kafka_python_settings(role)
+        settings.setdefault("client_id", f"{self._client_id}-{alias}-{role}")
+        settings.setdefault("bootstrap_timeout_ms", 15000)
+        return settings
+
+    def producer(self, alias: str) -> KafkaProducer:
+        with self._lock:
+            if alias not in self._producers:
+                settings = {**_PRODUCER_DEFAULTS, **self._settings(alias, "producer")}
+                self._producers[alias] = _connect(alias, KafkaProducer, settings)
+            return self._producers[alias]
+
+    def admin(self, alias: str) -> KafkaAdminClient:
+        with self._lock:
+            if alias not in self._admins:
+                self._admins[alias] = _connect(alias, KafkaAdminClient, self._settings(alias, "admin"))
+            return self._admins[alias]
+
+    def consumer(self, alias: str, **overrides: Any) -> KafkaConsumer:
+        """A new consumer (consumers are not shared: each belongs to one group and one thread)."""
+        settings = {**self._settings(alias, "consumer"), **overrides}
+        return _connect(alias, KafkaConsumer, settings)
+
+    def close(self) -> None:
+        with self._lock:
+            for producer in self._producers.values():
+                producer.close()
+            for admin in self._admins.values():
+                admin.close()
+            self._producers.clear()
+            self._admins.clear()
+
+    # --- topics -------------------------------------------------------------------------------------------
+
+    def topics(self, alias: str) -> list[str]:
+        return sorted(self.admin(alias).list_topics())
+
+    def topic_info(self, alias: str, topic: str, refresh: bool = False) -> TopicInfo | None:
+        """Partition count and record-shaping configs of ``topic`` on ``alias``; None if it does not exist."""
+        key = (alias, topic)
+        if not refresh and key in self._topic_info:
+            return self._topic_info[key]
+        admin = self.admin(alias)
+        described = admin.describe_topics([topic])
+        if not described or described[0].get("error_code", 0) != 0:
+            self._topic_info.pop(key, None)
+            return None
+        partitions = len(described[0]["partitions"])
+        configs = _topic_configs(admin, topic)
+        info = TopicInfo(
+            name=topic,
+            partitions=partitions,
+            max_message_bytes=int(configs.get("max.message.bytes", "1048588")),
+            compacted="compact" in configs.get("cleanup.policy", "delete"),
+        )
+        self._topic_info[key] = info
+        return info
+
+    def ensure_topic(
+        self,
+        alias: str,
+        topic: str,
+        partitions: int,
+        replication_factor: int,
+        configs: Mapping[str, str] | None = None,
+    ) -> TopicInfo:
+        """Create ``topic`` with at least ``partitions`` partitions, or grow it; never shrinks it."""
+        info = self.topic_info(alias, topic)
+        if info is not None and info.partitions >= partitions:
+            return info
+        admin = self.admin(alias)
+        try:
+            if info is None:
+                admin.create_topics(
+                    {
+                        topic: {
+                            "num_partitions": partitions,
+                            "replication_factor": replication_factor,
+                            "configs": dict(configs or {}),
+                        }
+                    },
+                    wait_for_metadata=True,
+                )
+            else:
+                admin.create_partitions({topic: partitions})
+        except TopicAlreadyExistsError:
+            pass  # created concurrently by another invocation: fine, it is re-read below
+        except InvalidPartitionsError:
+            pass  # grown concurrently to at least this count
+        except InvalidReplicationFactorError:
+            brokers = len(admin.describe_cluster()["brokers"])
+            raise ClusterError(
+                f"cannot create topic {topic!r} on cluster {alias!r} with replication factor "
+                f"{replication_factor}: the cluster has {brokers} broker(s). Set the replication factor "
+                f"(replication.factor for remote topics, <name>.topic.replication.factor for internal ones) "
+                f"to at most {brokers}, or -1 for the broker default"
+            ) from None
+        fresh = self.topic_info(alias, topic, refresh=True)
+        if fresh is None or fresh.partitions < partitions:
+            raise ClusterError(f"topic {topic!r} on cluster {alias!r} did not reach {partitions} partitions")
+        return fresh
+
+    def earliest_offsets(self, alias: str, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        return self._offsets(alias, partitions, OffsetSpec.EARLIEST)
+
+    def latest_offsets(self, alias: str, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        return self._offsets(alias, partitions, OffsetSpec.LATEST)
+
+    def _offsets(self, alias: str, partitions: Iterable[TopicPartition], spec: Any) -> dict[TopicPartition, int]:
+        specs = dict.fromkeys(partitions, spec)
+        if not specs:
+            return {}
+        result = self.admin(alias).list_partition_offsets(specs)
+        return {tp: found.offset for tp, found in result.items()}
+
+    def committed_offsets(self, alias: str, group: str) -> dict[TopicPartition, int]:
+        """The group's committed positions on ``alias`` (next offset to read, per partition)."""
+        answer = self.admin(alias).list_group_offsets({group: None})
+        offsets = answer.get(group, {}) if isinstance(answer, dict) else {}
+        return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+def _topic_configs(admin: KafkaAdminClient, topic: str) -> dict[str, str]:
+    result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
+    entries = result.get("topic", {}).get(topic, {})
+    return {name: str(entry.get("value")) for name, entry in entries.items()}
+
+
+def _connect(alias: str, factory: Any, settings: dict[str, Any]) -> Any:
+    try:
+        return factory(**settings)
+    except KafkaTimeoutError:
+        servers = ",".join(settings.get("bootstrap_servers", []))
+        raise ClusterError(
+            f"cluster {alias!r} is unreachable at {servers} "
+            f"(security.protocol={settings.get('security_protocol', 'PLAINTEXT')}); "
+            "check its bootstrap.servers and that the brokers are up"
+        ) from None
+    except KafkaError as exc:
+        mechanism = settings.get("sasl_mechanism")
+        how = f" with SASL mechanism {mechanism}" if mechanism else ""
+        raise ClusterError(f"cannot connect to cluster {alias!r}{how}: {type(exc).__name__}: {exc}") from None

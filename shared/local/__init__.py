@@ -1,0 +1,1 @@
+"""Local Kafka brokers for running and testing Serverless MirrorMaker without AWS or Docker."""

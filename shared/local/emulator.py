@@ -1,0 +1,291 @@
+"""The local runtime: an emulator of Lambda's Kafka event-source mappings that runs the mirror handler in-process.
+
+Per flow and per matching source topic it runs what one ESM would: a consumer group on the source (the group
+id the ESM uses), batches by batch size, batching window and the 6 MB payload cap, the exact ESM event JSON,
+an in-process handler invocation, offsets committed only after the handler returns, and the whole batch
+retried with backoff when it raises. New matching topics are picked up every ``refresh.topics.interval.seconds``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from aws_lambda_powertools.metrics import EphemeralMetrics
+from kafka import OffsetAndMetadata, TopicPartition
+
+from functions.mirror.handler import Handler, build_handler
+from functions.mirror.mirror import Mirror
+from shared.config import FlowConfig, MirrorConfig
+from shared.esm_event import SourceRecord, build_event
+from shared.kafka_clients import KafkaClients
+
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
+MAX_BACKOFF_SECONDS = 10.0
+
+
+@dataclass
+class LambdaContext:
+    """The parts of Lambda's context object that Powertools reads."""
+
+    function_name: str
+    memory_limit_in_mb: int = 1024
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    invoked_function_arn: str = ""
+    log_group_name: str = "local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+@dataclass
+class FlowTotals:
+    """Running totals of one flow, for progress lines and the end-of-run summary."""
+
+    batches: int = 0
+    records: int = 0
+    mirrored: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    gaps: int = 0
+    failures: int = 0
+    topics: set[str] = field(default_factory=set)
+
+    def add(self, report: dict[str, Any]) -> None:
+        self.batches += 1
+        self.records += report["records"]
+        self.mirrored += report["mirrored"]
+        self.bytes += report["bytes"]
+        self.skipped += sum(report["skipped"].values())
+        self.gaps += report["gaps"]
+
+
+class TopicPoller(threading.Thread):
+    """One emulated ESM: a source topic of one flow, its consumer group, and the handler it invokes."""
+
+    def __init__(
+        self,
+        flow: FlowConfig,
+        topic: str,
+        clients: KafkaClients,
+        handler: Handler,
+        on_report: Callable[[dict[str, Any]], None],
+        on_failure: Callable[[Exception], None],
+        metrics: EphemeralMetrics,
+    ) -> None:
+        super().__init__(name=f"esm-{flow.name}-{topic}", daemon=True)
+        self.flow = flow
+        self.topic = topic
+        self.group_id = flow.consumer_group_id(topic)
+        self.clients = clients
+        self.handler = handler
+        self.on_report = on_report
+        self.on_failure = on_failure
+        self.metrics = metrics
+        self.stopping = threading.Event()
+        self.context = LambdaContext(function_name=f"smm-mirror-{flow.source}-{flow.target}")
+
+    def run(self) -> None:
+        settings = self.flow.settings
+        consumer = self.clients.consumer(
+            self.flow.source,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if settings.starting_position == "TRIM_HORIZON" else "latest",
+            max_poll_records=settings.batch_size,
+            metadata_max_age_ms=5000,
+        )
+        consumer.subscribe([self.topic])
+        servers = list(self.clients.config.cluster(self.flow.source).bootstrap_servers)
+        backoff = 0.5
+        try:
+            while not self.stopping.is_set():
+                batch = self._next_batch(consumer)
+                if not batch:
+                    continue
+                event = build_event(batch, servers)
+                try:
+                    report = self.handler(event, self.context)
+                except Exception as exc:  # the ESM retries whatever the handler raised
+                    self.on_failure(exc)
+                    _rewind(consumer, batch)
+                    self.stopping.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                    continue
+                finally:
+                    self.metrics.clear_metrics()
+                backoff = 0.5
+                consumer.commit(_next_offsets(batch))
+                self.on_report(report)
+        finally:
+            consumer.close(autocommit=False)
+
+    def _next_batch(self, consumer: Any) -> list[SourceRecord]:
+        """Records until the batch size, the batching window or the payload cap is reached."""
+        settings = self.flow.settings
+        deadline = time.monotonic() + max(settings.batching_window_ms, 100) / 1000
+        batch: list[SourceRecord] = []
+        payload = 0
+        while len(batch) < settings.batch_size and not self.stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            polled = consumer.poll(timeout_ms=int(remaining * 1000), max_records=settings.batch_size - len(batch))
+            fetched = [_source_record(r) for records in polled.values() for r in records]
+            for i, record in enumerate(fetched):
+                # base64 grows payloads by 4/3; stop before the invocation would exceed Lambda's cap
+                encoded = record.size * 4 // 3 + 200
+                if batch and payload + encoded > MAX_PAYLOAD_BYTES:
+                    _rewind(consumer, fetched[i:])
+                    return _in_order(batch)
+                payload += encoded
+                batch.append(record)
+        return _in_order(batch)
+
+
+def _source_record(r: Any) -> SourceRecord:
+    return SourceRecord(
+        topic=r.topic,
+        partition=r.partition,
+        offset=r.offset,
+        timestamp=r.timestamp,
+        timestamp_type="LOG_APPEND_TIME" if r.timestamp_type == 1 else "CREATE_TIME",
+        key=r.key,
+        value=r.value,
+        headers=[(k, v if v is not None else b"") for k, v in (r.headers or [])],
+    )
+
+
+def _in_order(batch: list[SourceRecord]) -> list[SourceRecord]:
+    return sorted(batch, key=lambda r: (r.partition, r.offset))
+
+
+def _rewind(consumer: Any, records: list[SourceRecord]) -> None:
+    """Seek every partition of ``records`` back to its first record, so the batch is read again."""
+    first: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        first[tp] = min(first.get(tp, r.offset), r.offset)
+    for tp, offset in first.items():
+        consumer.seek(tp, offset)
+
+
+def _next_offsets(batch: list[SourceRecord]) -> dict[TopicPartition, OffsetAndMetadata]:
+    last: dict[TopicPartition, int] = {}
+    for r in batch:
+        tp = TopicPartition(r.topic, r.partition)
+        last[tp] = max(last.get(tp, -1), r.offset)
+    return {tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()}
+
+
+class FlowRunner:
+    """All emulated ESMs of one flow, kept in step with the source's matching topics."""
+
+    def __init__(self, flow: FlowConfig, config: MirrorConfig, out: TextIO, refresh_seconds: float | None) -> None:
+        self.flow = flow
+        self.clients = KafkaClients(config, client_id=f"smm-local-{flow.name}")
+        self.mirror = Mirror(flow, self.clients)
+        self.totals = FlowTotals()
+        self.out = out
+        self.refresh_seconds = refresh_seconds or float(flow.settings.refresh_topics_interval_seconds)
+        self.pollers: dict[str, TopicPoller] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        """Start an ESM for each newly matching source topic; stop those whose topic no longer matches."""
+        selector = self.flow.topic_selector()
+        wanted = {t for t in self.clients.topics(self.flow.source) if selector.should_replicate(t)}
+        if not self.flow.settings.heartbeats_replication_enabled:
+            wanted = {t for t in wanted if not self.mirror.policy.is_heartbeats_topic(t)}
+        for topic in sorted(wanted - set(self.pollers)):
+            metrics = EphemeralMetrics(namespace="ServerlessMirrorMaker", service="smm-mirror")
+            handler = build_handler(lambda: self.mirror, metrics)
+            poller = TopicPoller(self.flow, topic, self.clients, handler, self._report, self._failure, metrics)
+            self.pollers[topic] = poller
+            self.totals.topics.add(topic)
+            self._say(f"{self.flow.name}: mirroring {topic} (consumer group {poller.group_id})")
+            poller.start()
+        for topic in sorted(set(self.pollers) - wanted):
+            self.pollers.pop(topic).stopping.set()
+            self._say(f"{self.flow.name}: {topic} no longer matches; its consumer stopped")
+
+    def stop(self) -> None:
+        for poller in self.pollers.values():
+            poller.stopping.set()
+        for poller in self.pollers.values():
+            poller.join(timeout=30)
+        self.clients.close()
+
+    def _report(self, report: dict[str, Any]) -> None:
+        with self._lock:
+            self.totals.add(report)
+
+    def _failure(self, exc: Exception) -> None:
+        with self._lock:
+            self.totals.failures += 1
+        self._say(f"{self.flow.name}: batch failed, will retry: {type(exc).__name__}: {exc}", err=True)
+
+    def _say(self, line: str, err: bool = False) -> None:
+        print(line, file=sys.stderr if err else self.out, flush=True)
+
+
+def run(
+    config: MirrorConfig,
+    duration: float | None = None,
+    out: TextIO = sys.stdout,
+    refresh_seconds: float | None = None,
+    progress_seconds: float = 10.0,
+    stop: threading.Event | None = None,
+) -> dict[str, FlowTotals]:
+    """Run every enabled flow until ``duration`` elapses or ``stop`` is set; returns each flow's totals."""
+    stop = stop or threading.Event()
+    runners = [FlowRunner(flow, config, out, refresh_seconds) for flow in config.enabled_flows()]
+    if not runners:
+        print("no flow is enabled: set A->B.enabled = true for at least one pair", file=sys.stderr)
+        return {}
+    started = time.monotonic()
+    next_refresh = {r.flow.name: 0.0 for r in runners}
+    next_progress = started + progress_seconds
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            if duration is not None and now - started >= duration:
+                break
+            for runner in runners:
+                if now >= next_refresh[runner.flow.name]:
+                    runner.refresh()
+                    next_refresh[runner.flow.name] = now + runner.refresh_seconds
+            if now >= next_progress:
+                _progress(runners, out, now - started)
+                next_progress = now + progress_seconds
+            stop.wait(0.2)
+    finally:
+        for runner in runners:
+            runner.stop()
+    _progress(runners, out, time.monotonic() - started)
+    return {r.flow.name: r.totals for r in runners}
+
+
+def _progress(runners: list[FlowRunner], out: TextIO, elapsed: float) -> None:
+    for r in runners:
+        t = r.totals
+        rate = t.mirrored / elapsed if elapsed > 0 else 0.0
+        print(
+            f"[{elapsed:6.1f}s] {r.flow.name}: {len(t.topics)} topic(s), {t.mirrored} records mirrored "
+            f"({t.bytes} bytes, {rate:.0f} rec/s), {t.skipped} skipped, {t.gaps} gaps, {t.failures} failed batches",
+            file=out,
+            flush=True,
+        )
+
+
+def totals_json(totals: dict[str, FlowTotals]) -> str:
+    return json.dumps(
+        {name: {**vars(t), "topics": sorted(t.topics)} for name, t in totals.items()}, indent=2, sort_keys=True
+    )
