@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 
 # The broker version is pinned in one place: kafka-runtime/pom.xml.
 $(KAFKA_LIBS)/.fetched: kafka-runtime/pom.xml
+	rm -rf $(KAFKA_LIBS)
 	mvn --batch-mode --quiet -f kafka-runtime/pom.xml dependency:copy-dependencies \
 		-DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS) -DincludeScope=runtime
 	touch $@

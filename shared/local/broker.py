@@ -447,7 +447,7 @@ class LocalBroker:
             # Without a logging binding the broker dies silently; say how to get its reasons back.
             tail += (
                 f"\n(the Kafka jars in {_libs_dir()} have no working SLF4J binding, so the broker could not "
-                "log why: delete that directory and the next start fetches them again from kafka/pom.xml)"
+                "log why: delete that directory and the next start fetches them again from kafka-runtime/pom.xml)"
             )
         return tail
 
