@@ -7,6 +7,7 @@ Everything else asks this module for topics, partitions and offsets, so the clie
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -195,7 +196,19 @@ class KafkaClients:
         fresh = self.topic_info(alias, topic, refresh=True)
         if fresh is None or fresh.partitions < partitions:
             raise ClusterError(f"topic {topic!r} on cluster {alias!r} did not reach {partitions} partitions")
+        if info is not None and alias in self._producers:
+            self._await_producer_metadata(alias, topic, fresh.partitions)
         return fresh
+
+    def _await_producer_metadata(self, alias: str, topic: str, partitions: int, timeout: float = 30.0) -> None:
+        """Make the cached producer see partitions added a moment ago (it refreshes metadata lazily)."""
+        producer = self._producers[alias]
+        deadline = time.monotonic() + timeout
+        while len(producer.partitions_for(topic) or ()) < partitions:
+            if time.monotonic() > deadline:
+                raise ClusterError(f"producer for {alias!r} did not see {partitions} partitions of {topic!r}")
+            producer._metadata.request_update()  # kafka-python has no public refresh
+            time.sleep(0.1)
 
     def earliest_offsets(self, alias: str, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         return self._offsets(alias, partitions, OffsetSpec.EARLIEST)
@@ -211,7 +224,10 @@ class KafkaClients:
         return {tp: found.offset for tp, found in result.items()}
 
     def committed_offsets(self, alias: str, group: str) -> dict[TopicPartition, int]:
-        """The group's committed positions on ``alias`` (next offset to read, per partition)."""
+        """The group's committed positions on ``alias`` (next offset to read, per partition).
+
+        Raises ``KafkaError`` while the group coordinator is not available (e.g. on a new cluster).
+        """
         answer = self.admin(alias).list_group_offsets({group: None})
         offsets = answer.get(group, {}) if isinstance(answer, dict) else {}
         return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}

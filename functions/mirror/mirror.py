@@ -15,6 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from kafka import TopicPartition
+from kafka.errors import KafkaError
 
 from shared import provenance
 from shared.config import FlowConfig
@@ -257,7 +258,11 @@ class Mirror:
         key = (topic, partition)
         if key not in self._next_offset:
             group = self.flow.consumer_group_id(topic)
-            committed = self.clients.committed_offsets(self.flow.source, group)
+            try:
+                committed = self.clients.committed_offsets(self.flow.source, group)
+            except KafkaError as exc:  # a gap check is not worth failing the batch: try again next batch
+                logger.warning("cannot read the ESM group's offsets", extra={"group": group, "error": str(exc)})
+                return None
             for tp, offset in committed.items():
                 if tp.topic == topic:
                     self._next_offset.setdefault((topic, tp.partition), offset)

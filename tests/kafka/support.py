@@ -25,9 +25,7 @@ SINGLE_BROKER = {
 }
 
 
-def make_config(
-    clusters: Mapping[str, str], flows: Mapping[str, str], **settings: str
-) -> MirrorConfig:
+def make_config(clusters: Mapping[str, str], flows: Mapping[str, str], **settings: str) -> MirrorConfig:
     """A config over the session clusters with ``flows`` (``"A->B": topics regex``) enabled."""
     props = {"clusters": ", ".join(clusters), **SINGLE_BROKER}
     for alias, bootstrap in clusters.items():
@@ -70,9 +68,7 @@ def read_all(bootstrap: str, topic: str, expected: int | None = None, timeout: f
         consumer.seek_to_beginning(*tps)
         while time.monotonic() < deadline:
             for r in consumer:
-                records.append(
-                    Record(r.partition, r.offset, r.key, r.value, tuple(r.headers or ()), r.timestamp)
-                )
+                records.append(Record(r.partition, r.offset, r.key, r.value, tuple(r.headers or ()), r.timestamp))
             if expected is None or len(records) >= expected:
                 break
     finally:
@@ -80,7 +76,7 @@ def read_all(bootstrap: str, topic: str, expected: int | None = None, timeout: f
     return records
 
 
-def run_flows(mirror_config: MirrorConfig, until: Callable[[], bool], timeout: float = 60.0) -> dict[str, Any]:
+def run_flows(mirror_config: MirrorConfig, until: Callable[[], bool], timeout: float = 120.0) -> dict[str, Any]:
     """Run the local runtime until ``until()`` holds (checked every 0.5 s) or ``timeout``; returns the totals."""
     stop = threading.Event()
     result: dict[str, Any] = {}
