@@ -5,10 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 KAFKA_LIBS := .kafka/libs
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
-.PHONY: setup kafka demo test test-pure test-kafka lint typecheck clean
+.PHONY: setup kafka demo test test-pure test-kafka lint typecheck synth clean
 
-setup: $(STAMP) $(KAFKA_LIBS)/.fetched
+setup: $(STAMP) $(KAFKA_LIBS)/.fetched $(NODE_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,14 @@ $(KAFKA_LIBS)/.fetched: kafka-runtime/pom.xml
 	touch $@
 
 kafka: $(KAFKA_LIBS)/.fetched
+
+# The CDK CLI comes from npm through package.json, so `npx cdk synth` works after set-up.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+synth: setup
+	npx cdk synth --no-notices -c config=infra/examples/msk/mm2.properties -c settings=infra/examples/msk/deploy.json
 
 demo: setup
 	$(BIN)/smm demo
@@ -45,4 +54,4 @@ test-kafka: setup
 	$(BIN)/pytest -q tests/kafka
 
 clean:
-	rm -rf $(VENV) .kafka .smm-local build cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .kafka .smm-local build cdk.out .pytest_cache .mypy_cache .ruff_cache

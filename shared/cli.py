@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared import config
+from shared import cli_failover, config
 from shared.config import ConfigError, MirrorConfig
 
 
@@ -119,6 +119,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--keep", action="store_true", help="leave the clusters running afterwards")
     d.add_argument("--verbose", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    cli_failover.add_commands(sub)
     return p
 
 

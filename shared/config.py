@@ -185,6 +185,7 @@ class FlowSettings:
     starting_position: str = _setting("smm.starting.position", _choice("TRIM_HORIZON", "LATEST"), "TRIM_HORIZON")
     oversized_record_action: str = _setting("smm.oversized.record.action", _choice("fail", "dead-letter"), "fail")
     dead_letter_topic: str = _setting("smm.dead.letter.topic", str.strip, "smm-dead-letter.internal")
+    producer_backend: str = _setting("smm.producer.backend", _choice("kafka-python", "confluent-kafka"), "kafka-python")
 
 
 FLOW_KEYS: dict[str, dataclasses.Field[Any]] = {f.metadata["key"]: f for f in dataclasses.fields(FlowSettings)}

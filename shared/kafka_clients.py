@@ -7,7 +7,6 @@ Everything else asks this module for topics, partitions and offsets, so the clie
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from kafka.errors import (
 from kafka.serializer import Serializer
 
 from shared.config import MirrorConfig
+from shared.record_producers import ConfluentProducer, KafkaPythonProducer, RecordProducer, librdkafka_config
 
 
 class ClusterError(RuntimeError):
@@ -91,6 +91,7 @@ class KafkaClients:
         self.config = config
         self._client_id = client_id
         self._producers: dict[str, KafkaProducer] = {}
+        self._record_producers: dict[tuple[str, str], RecordProducer] = {}
         self._admins: dict[str, KafkaAdminClient] = {}
         self._topic_info: dict[tuple[str, str], TopicInfo] = {}
         self._lock = threading.Lock()
@@ -108,6 +109,25 @@ class KafkaClients:
                 self._producers[alias] = _connect(alias, KafkaProducer, settings)
             return self._producers[alias]
 
+    def record_producer(self, alias: str, backend: str) -> RecordProducer:
+        """The data path's producer for ``alias`` with the chosen backend (``smm.producer.backend``)."""
+        with self._lock:
+            key = (alias, backend)
+            if key not in self._record_producers:
+                self._record_producers[key] = self._new_record_producer(alias, backend)
+            return self._record_producers[key]
+
+    def _new_record_producer(self, alias: str, backend: str) -> RecordProducer:
+        if backend == "confluent-kafka":
+            cluster = self.config.cluster(alias)
+            config = librdkafka_config(
+                list(cluster.bootstrap_servers), cluster.client, cluster.roles.get("producer", {})
+            )
+            config.setdefault("client.id", f"{self._client_id}-{alias}-producer")
+            return ConfluentProducer(config)
+        settings = {**_PRODUCER_DEFAULTS, **self._settings(alias, "producer")}
+        return KafkaPythonProducer(_connect(alias, KafkaProducer, settings))
+
     def admin(self, alias: str) -> KafkaAdminClient:
         with self._lock:
             if alias not in self._admins:
@@ -121,11 +141,14 @@ class KafkaClients:
 
     def close(self) -> None:
         with self._lock:
+            for record_producer in self._record_producers.values():
+                record_producer.close()
             for producer in self._producers.values():
                 producer.close()
             for admin in self._admins.values():
                 admin.close()
             self._producers.clear()
+            self._record_producers.clear()
             self._admins.clear()
 
     # --- topics -------------------------------------------------------------------------------------------
@@ -196,19 +219,16 @@ class KafkaClients:
         fresh = self.topic_info(alias, topic, refresh=True)
         if fresh is None or fresh.partitions < partitions:
             raise ClusterError(f"topic {topic!r} on cluster {alias!r} did not reach {partitions} partitions")
-        if info is not None and alias in self._producers:
-            self._await_producer_metadata(alias, topic, fresh.partitions)
+        if info is not None:  # grown: cached producers learn new partitions lazily, make them look now
+            with self._lock:
+                waiting: list[RecordProducer] = [
+                    KafkaPythonProducer(p) for a, p in self._producers.items() if a == alias
+                ]
+                waiting += [p for (a, _), p in self._record_producers.items() if a == alias]
+            for producer in waiting:
+                if not producer.await_partitions(topic, fresh.partitions, timeout=30.0):
+                    raise ClusterError(f"producer for {alias!r} did not see {fresh.partitions} partitions of {topic!r}")
         return fresh
-
-    def _await_producer_metadata(self, alias: str, topic: str, partitions: int, timeout: float = 30.0) -> None:
-        """Make the cached producer see partitions added a moment ago (it refreshes metadata lazily)."""
-        producer = self._producers[alias]
-        deadline = time.monotonic() + timeout
-        while len(producer.partitions_for(topic) or ()) < partitions:
-            if time.monotonic() > deadline:
-                raise ClusterError(f"producer for {alias!r} did not see {partitions} partitions of {topic!r}")
-            producer._metadata.request_update()  # kafka-python has no public refresh
-            time.sleep(0.1)
 
     def earliest_offsets(self, alias: str, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         return self._offsets(alias, partitions, OffsetSpec.EARLIEST)

@@ -8,29 +8,38 @@ translation is off by at most ``offset.lag.max`` and, once the flow has drained,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from shared.formats import OffsetSync
 
 
+def sync_due(
+    upstream: int,
+    downstream: int,
+    previous_upstream: int,
+    previous_downstream: int,
+    last_sync_upstream: int,
+    last_sync_downstream: int,
+    offset_lag_max: int,
+) -> bool:
+    """Whether the record at (upstream, downstream) needs its own offset sync."""
+    return (
+        last_sync_downstream == -1  # first record since the container started
+        or downstream - (last_sync_downstream + 1) >= offset_lag_max
+        or upstream - last_sync_upstream >= offset_lag_max
+        or upstream - previous_upstream != 1
+        or downstream < previous_downstream
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PartitionState:
-    """What the writer remembers of one partition between records (and batches, within a container)."""
+    """What the writer remembers of one partition between batches (within a container)."""
 
     previous_upstream: int = -1
     previous_downstream: int = -1
     last_sync_upstream: int = -1
     last_sync_downstream: int = -1
-
-    def sync_due(self, upstream: int, downstream: int, offset_lag_max: int) -> bool:
-        if self.last_sync_downstream == -1:
-            return True  # first record since the container started
-        return (
-            downstream - (self.last_sync_downstream + 1) >= offset_lag_max
-            or upstream - self.last_sync_upstream >= offset_lag_max
-            or upstream - self.previous_upstream != 1
-            or downstream < self.previous_downstream
-        )
 
 
 class OffsetSyncPlanner:
@@ -46,15 +55,17 @@ class OffsetSyncPlanner:
         ``topic`` is the source topic name, as MM2 keys its offset syncs.
         """
         state = self._states.get((topic, partition), PartitionState())
+        prev_up, prev_down = state.previous_upstream, state.previous_downstream
+        last_up, last_down = state.last_sync_upstream, state.last_sync_downstream
+        lag = self.offset_lag_max
         syncs: list[OffsetSync] = []
         last = len(pairs) - 1
         for i, (upstream, downstream) in enumerate(pairs):
-            if i == last or state.sync_due(upstream, downstream, self.offset_lag_max):
+            if i == last or sync_due(upstream, downstream, prev_up, prev_down, last_up, last_down, lag):
                 syncs.append(OffsetSync(topic, partition, upstream, downstream))
-                state = PartitionState(upstream, downstream, upstream, downstream)
-            else:
-                state = replace(state, previous_upstream=upstream, previous_downstream=downstream)
-        return syncs, state
+                last_up, last_down = upstream, downstream
+            prev_up, prev_down = upstream, downstream
+        return syncs, PartitionState(prev_up, prev_down, last_up, last_down)
 
     def commit(self, topic: str, partition: int, state: PartitionState) -> None:
         self._states[(topic, partition)] = state

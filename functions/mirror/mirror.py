@@ -21,8 +21,9 @@ from shared import provenance
 from shared.config import FlowConfig
 from shared.esm_event import SourceRecord, by_partition
 from shared.formats import FormatError, Heartbeat
-from shared.kafka_clients import KafkaClients, TopicInfo, send_record
+from shared.kafka_clients import KafkaClients, TopicInfo
 from shared.offset_syncs import OffsetSyncPlanner, PartitionState
+from shared.record_producers import Delivery, RecordProducer
 
 logger = Logger(service="smm-mirror")
 
@@ -101,9 +102,9 @@ class Mirror:
         started = time.monotonic()
         report = BatchReport(records=len(records))
         now_ms = int(time.time() * 1000)
-        pending: list[tuple[str, int, list[tuple[int, Any]]]] = []
-        dead_letters: list[Any] = []
-        producer = self.clients.producer(self.flow.target)
+        pending: list[tuple[str, int, list[tuple[int, Delivery]]]] = []
+        dead_letters: list[Delivery] = []
+        producer = self._producer(self.flow.target)
 
         for (topic, partition), batch in by_partition(records):
             reason = self.selector.skip_reason(topic)
@@ -116,23 +117,26 @@ class Mirror:
                 continue
             remote = self.policy.format_remote_topic(self.flow.source, topic)
             info = self._remote_topic(topic, partition, remote)
-            sent: list[tuple[int, Any]] = []
+            sent: list[tuple[int, Delivery]] = []
+            send, limit, identity, target = producer.send, info.max_message_bytes, self.identity, self.flow.target
             for record in batch:
-                headers = list(record.headers)
-                if self.identity:
-                    if provenance.has_visited(headers, self.flow.target):
+                key, value, headers = record.key, record.value, record.headers
+                if identity:
+                    if provenance.has_visited(headers, target):
                         report.skipped["loop"] += 1
                         continue
                     headers = provenance.stamp(headers, self.flow.source)
-                size = _framed_size(record.key, record.value, headers)
-                if size > info.max_message_bytes:
-                    dead_letters.append(self._dead_letter(record, remote, size, info.max_message_bytes))
+                header_bytes = sum(len(k) + len(v) for k, v in headers) if headers else 0
+                size = len(key or b"") + len(value or b"") + header_bytes
+                if RECORD_OVERHEAD_BYTES + size + HEADER_OVERHEAD_BYTES * len(headers) > limit:
+                    dead_letters.append(self._dead_letter(record, remote, size, limit))
                     continue
-                future = send_record(producer, remote, record.key, record.value, headers, partition, record.timestamp)
-                sent.append((record.offset, future))
-                report.bytes += record.size
-                report.max_record_age_ms = max(report.max_record_age_ms, now_ms - record.timestamp)
-                self._observe_heartbeat(topic, record, now_ms, report)
+                sent.append((record.offset, send(remote, key, value, headers, partition, record.timestamp)))
+                report.bytes += size
+            if sent:
+                report.max_record_age_ms = max(report.max_record_age_ms, now_ms - min(r.timestamp for r in batch))
+            if self.policy.is_heartbeats_topic(topic):
+                self._observe_heartbeats(batch, now_ms, report)
             pending.append((topic, partition, sent))
 
         producer.flush()
@@ -163,7 +167,10 @@ class Mirror:
         )
         return self.clients.ensure_topic(self.flow.target, remote, partitions, self.flow.settings.replication_factor)
 
-    def _dead_letter(self, record: SourceRecord, remote: str, size: int, limit: int) -> Any:
+    def _producer(self, alias: str) -> RecordProducer:
+        return self.clients.record_producer(alias, self.flow.settings.producer_backend)
+
+    def _dead_letter(self, record: SourceRecord, remote: str, size: int, limit: int) -> Delivery:
         """Apply ``smm.oversized.record.action``: fail the batch, or send the record's coordinates aside."""
         where = f"{record.topic}-{record.partition}@{record.offset}"
         if self.flow.settings.oversized_record_action == "fail":
@@ -185,16 +192,18 @@ class Mirror:
             ("smm.reason", f"larger than max.message.bytes={limit} of {remote}".encode()),
         ]
         logger.error("record larger than the remote topic allows: dead-lettered", extra={"record": where})
-        return send_record(self.clients.producer(self.flow.target), dlq, record.key, None, headers, 0, record.timestamp)
+        return self._producer(self.flow.target).send(dlq, record.key, None, headers, 0, record.timestamp)
 
-    def _observe_heartbeat(self, topic: str, record: SourceRecord, now_ms: int, report: BatchReport) -> None:
-        if record.key is None or record.value is None or not self.policy.is_heartbeats_topic(topic):
-            return
-        try:
-            heartbeat = Heartbeat.deserialize(record.key, record.value)
-        except FormatError:
-            return
-        report.replication_latency_ms.append(now_ms - heartbeat.timestamp)
+    def _observe_heartbeats(self, batch: Sequence[SourceRecord], now_ms: int, report: BatchReport) -> None:
+        """MM2's replication-latency-ms: how long each heartbeat took to get here."""
+        for record in batch:
+            if record.key is None or record.value is None:
+                continue
+            try:
+                heartbeat = Heartbeat.deserialize(record.key, record.value)
+            except FormatError:
+                continue
+            report.replication_latency_ms.append(now_ms - heartbeat.timestamp)
 
     def _write_offset_syncs(
         self, acked: list[tuple[str, int, list[tuple[int, int]]]], report: BatchReport
@@ -204,14 +213,15 @@ class Mirror:
             return states
         cluster = self.flow.offset_syncs_cluster()
         topic_name = self.flow.offset_syncs_topic()
-        futures: list[Any] = []
+        deliveries: list[Delivery] = []
+        producer = self._producer(cluster)
         for topic, partition, pairs in acked:
             if not pairs:
                 continue
             syncs, states[(topic, partition)] = self.planner.plan(topic, partition, pairs)
             if not syncs:
                 continue
-            if not futures:
+            if not deliveries:
                 self.clients.ensure_topic(
                     cluster,
                     topic_name,
@@ -219,13 +229,11 @@ class Mirror:
                     self.flow.settings.offset_syncs_topic_replication_factor,
                     {"cleanup.policy": "compact"},
                 )
-            producer = self.clients.producer(cluster)
-            futures.extend(
-                producer.send(topic_name, key=s.record_key(), value=s.record_value(), partition=0) for s in syncs
-            )
-        if futures:
-            self.clients.producer(cluster).flush()
-        report.offset_syncs = len(_acknowledged(futures, f"writing offset syncs to {topic_name!r} on {cluster!r}"))
+            now_ms = int(time.time() * 1000)
+            deliveries.extend(producer.send(topic_name, s.record_key(), s.record_value(), [], 0, now_ms) for s in syncs)
+        if deliveries:
+            producer.flush()
+        report.offset_syncs = len(_acknowledged(deliveries, f"writing offset syncs to {topic_name!r} on {cluster!r}"))
         return states
 
     def _detect_gaps(self, records: Sequence[SourceRecord], report: BatchReport) -> None:
@@ -269,19 +277,14 @@ class Mirror:
         return self._next_offset.get(key)
 
 
-def _framed_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> int:
-    header_bytes = sum(len(k) + len(v) + HEADER_OVERHEAD_BYTES for k, v in headers)
-    return RECORD_OVERHEAD_BYTES + len(key or b"") + len(value or b"") + header_bytes
+def _acknowledged(deliveries: Sequence[Delivery], what: str) -> list[int]:
+    """Offsets of flushed sends; the first failure fails the batch."""
+    for delivery in deliveries:
+        if delivery.failed():
+            raise MirrorError(f"{what} failed: {type(delivery.exception).__name__}: {delivery.exception}")
+    return [delivery.offset for delivery in deliveries]
 
 
-def _acknowledged(futures: Sequence[Any], what: str) -> list[Any]:
-    """Results of flushed sends; the first failure fails the batch."""
-    for future in futures:
-        if future.failed():
-            raise MirrorError(f"{what} failed: {type(future.exception).__name__}: {future.exception}")
-    return [future.value for future in futures]
-
-
-def _downstream_offsets(topic: str, partition: int, sent: list[tuple[int, Any]]) -> list[tuple[int, int]]:
-    metadata = _acknowledged([f for _, f in sent], f"mirroring records of {topic}-{partition} to the target")
-    return [(upstream, meta.offset) for (upstream, _), meta in zip(sent, metadata, strict=True)]
+def _downstream_offsets(topic: str, partition: int, sent: list[tuple[int, Delivery]]) -> list[tuple[int, int]]:
+    offsets = _acknowledged([d for _, d in sent], f"mirroring records of {topic}-{partition} to the target")
+    return [(upstream, offset) for (upstream, _), offset in zip(sent, offsets, strict=True)]

@@ -3,7 +3,12 @@
 Per flow and per matching source topic it runs what one ESM would: a consumer group on the source (the group
 id the ESM uses), batches by batch size, batching window and the 6 MB payload cap, the exact ESM event JSON,
 an in-process handler invocation, offsets committed only after the handler returns, and the whole batch
-retried with backoff when it raises. New matching topics are picked up every ``refresh.topics.interval.seconds``.
+retried with backoff when it raises.
+
+Alongside, it runs the scheduled roles (``shared.local.schedule``): config sync, heartbeats, checkpoints. The
+emulated ESMs are created and stopped by config sync, through this module's reconciler, exactly where the
+deployed config sync creates and disables Lambda ESMs; so new matching topics are picked up every
+``refresh.topics.interval.seconds`` (or ``refresh_seconds``) by the same code path as in AWS.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from typing import Any, TextIO
 from aws_lambda_powertools.metrics import EphemeralMetrics
 from kafka import OffsetAndMetadata, TopicPartition
 
+from functions.config_sync.esm import EsmMapping, EsmReconciler
 from functions.mirror.handler import Handler, build_handler
 from functions.mirror.mirror import Mirror
 from shared.config import FlowConfig, MirrorConfig
 from shared.esm_event import SourceRecord, build_event
 from shared.kafka_clients import KafkaClients
+from shared.local import schedule
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 MAX_BACKOFF_SECONDS = 10.0
@@ -93,6 +100,18 @@ class TopicPoller(threading.Thread):
         self.context = LambdaContext(function_name=f"smm-mirror-{flow.source}-{flow.target}")
 
     def run(self) -> None:
+        """Poll, invoke, commit until stopped; a broken consumer is replaced, as Lambda restarts a poller."""
+        backoff = 0.5
+        while not self.stopping.is_set():
+            try:
+                self._consume(backoff)
+                return
+            except Exception as exc:  # consumer or commit trouble: uncommitted records are simply read again
+                self.on_failure(exc)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    def _consume(self, backoff: float) -> None:
         settings = self.flow.settings
         consumer = self.clients.consumer(
             self.flow.source,
@@ -102,10 +121,13 @@ class TopicPoller(threading.Thread):
             max_poll_records=settings.batch_size,
             metadata_max_age_ms=5000,
         )
-        consumer.subscribe([self.topic])
-        servers = list(self.clients.config.cluster(self.flow.source).bootstrap_servers)
-        backoff = 0.5
         try:
+            # Metadata first: kafka-python can join the group before its first metadata response names the
+            # topic, take an empty assignment, and then miss the update that should trigger a rebalance (seen
+            # with several consumers starting at once). A consumer that knows the partitions gets them at once.
+            consumer.partitions_for_topic(self.topic)
+            consumer.subscribe([self.topic])
+            servers = list(self.clients.config.cluster(self.flow.source).bootstrap_servers)
             while not self.stopping.is_set():
                 batch = self._next_batch(consumer)
                 if not batch:
@@ -185,41 +207,61 @@ def _next_offsets(batch: list[SourceRecord]) -> dict[TopicPartition, OffsetAndMe
     return {tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()}
 
 
-class FlowRunner:
-    """All emulated ESMs of one flow, kept in step with the source's matching topics."""
+class FlowRunner(EsmReconciler):
+    """All emulated ESMs of one flow: config sync creates and removes them as it would Lambda ESMs."""
 
-    def __init__(self, flow: FlowConfig, config: MirrorConfig, out: TextIO, refresh_seconds: float | None) -> None:
+    def __init__(self, flow: FlowConfig, config: MirrorConfig, out: TextIO) -> None:
         self.flow = flow
         self.clients = KafkaClients(config, client_id=f"smm-local-{flow.name}")
         self.mirror = Mirror(flow, self.clients)
         self.totals = FlowTotals()
         self.out = out
-        self.refresh_seconds = refresh_seconds or float(flow.settings.refresh_topics_interval_seconds)
         self.pollers: dict[str, TopicPoller] = {}
+        self._retired: list[TopicPoller] = []
         self._lock = threading.Lock()
 
-    def refresh(self) -> None:
-        """Start an ESM for each newly matching source topic; stop those whose topic no longer matches."""
-        selector = self.flow.topic_selector()
-        wanted = {t for t in self.clients.topics(self.flow.source) if selector.should_replicate(t)}
-        if not self.flow.settings.heartbeats_replication_enabled:
-            wanted = {t for t in wanted if not self.mirror.policy.is_heartbeats_topic(t)}
-        for topic in sorted(wanted - set(self.pollers)):
+    # --- EsmReconciler: an emulated ESM is a poller; disabling or deleting one stops it ------------------
+
+    def mappings(self) -> dict[str, EsmMapping]:
+        with self._lock:
+            return {topic: EsmMapping(topic, enabled=True) for topic in self.pollers}
+
+    def create(self, topic: str) -> None:
+        with self._lock:
+            if topic in self.pollers:
+                return
             metrics = EphemeralMetrics(namespace="ServerlessMirrorMaker", service="smm-mirror")
             handler = build_handler(lambda: self.mirror, metrics)
             poller = TopicPoller(self.flow, topic, self.clients, handler, self._report, self._failure, metrics)
             self.pollers[topic] = poller
             self.totals.topics.add(topic)
-            self._say(f"{self.flow.name}: mirroring {topic} (consumer group {poller.group_id})")
-            poller.start()
-        for topic in sorted(set(self.pollers) - wanted):
-            self.pollers.pop(topic).stopping.set()
-            self._say(f"{self.flow.name}: {topic} no longer matches; its consumer stopped")
+        self._say(f"{self.flow.name}: mirroring {topic} (consumer group {poller.group_id})")
+        poller.start()
+
+    def set_enabled(self, mapping: EsmMapping, enabled: bool) -> None:
+        if enabled:
+            self.create(mapping.topic)
+        else:
+            self._stop_poller(mapping.topic, "no longer matches")
+
+    def delete(self, mapping: EsmMapping) -> None:
+        self._stop_poller(mapping.topic, "was deleted from the source")
+
+    def _stop_poller(self, topic: str, why: str) -> None:
+        with self._lock:
+            poller = self.pollers.pop(topic, None)
+            if poller is None:
+                return
+            poller.stopping.set()
+            self._retired.append(poller)
+        self._say(f"{self.flow.name}: {topic} {why}; its consumer stopped")
 
     def stop(self) -> None:
-        for poller in self.pollers.values():
+        with self._lock:
+            pollers = [*self.pollers.values(), *self._retired]
+        for poller in pollers:
             poller.stopping.set()
-        for poller in self.pollers.values():
+        for poller in pollers:
             poller.join(timeout=30)
         self.clients.close()
 
@@ -244,36 +286,42 @@ def run(
     progress_seconds: float = 10.0,
     stop: threading.Event | None = None,
 ) -> dict[str, FlowTotals]:
-    """Run every enabled flow until ``duration`` elapses or ``stop`` is set; returns each flow's totals."""
+    """Run every enabled flow and the scheduled roles until ``duration`` elapses or ``stop`` is set.
+
+    ``refresh_seconds`` overrides ``refresh.topics.interval.seconds`` (topic discovery); returns each flow's totals.
+    """
     stop = stop or threading.Event()
-    runners = [FlowRunner(flow, config, out, refresh_seconds) for flow in config.enabled_flows()]
+    runners = {flow.name: FlowRunner(flow, config, out) for flow in config.enabled_flows()}
     if not runners:
         print("no flow is enabled: set A->B.enabled = true for at least one pair", file=sys.stderr)
         return {}
     started = time.monotonic()
-    next_refresh = {r.flow.name: 0.0 for r in runners}
     next_progress = started + progress_seconds
+    tasks_stop = threading.Event()
+    runtime = schedule.LocalRuntime(reconciler_for=lambda f: runners.get(f.name), refresh_seconds=refresh_seconds)
+    tasks: list[schedule.TaskThread] = []
     try:
+        tasks = schedule.start_tasks(config, runtime, tasks_stop, out)
         while not stop.is_set():
             now = time.monotonic()
             if duration is not None and now - started >= duration:
                 break
-            for runner in runners:
-                if now >= next_refresh[runner.flow.name]:
-                    runner.refresh()
-                    next_refresh[runner.flow.name] = now + runner.refresh_seconds
             if now >= next_progress:
-                _progress(runners, out, now - started)
+                _progress(list(runners.values()), tasks, out, now - started)
                 next_progress = now + progress_seconds
             stop.wait(0.2)
     finally:
-        for runner in runners:
+        # Scheduled tasks first, so config sync starts no poller while the pollers are being stopped.
+        tasks_stop.set()
+        for task in tasks:
+            task.join(timeout=30)
+        for runner in runners.values():
             runner.stop()
-    _progress(runners, out, time.monotonic() - started)
-    return {r.flow.name: r.totals for r in runners}
+    _progress(list(runners.values()), tasks, out, time.monotonic() - started)
+    return {name: r.totals for name, r in runners.items()}
 
 
-def _progress(runners: list[FlowRunner], out: TextIO, elapsed: float) -> None:
+def _progress(runners: list[FlowRunner], tasks: list[schedule.TaskThread], out: TextIO, elapsed: float) -> None:
     for r in runners:
         t = r.totals
         rate = t.mirrored / elapsed if elapsed > 0 else 0.0
@@ -283,6 +331,8 @@ def _progress(runners: list[FlowRunner], out: TextIO, elapsed: float) -> None:
             file=out,
             flush=True,
         )
+    if tasks:
+        print(f"[{elapsed:6.1f}s] scheduled: {schedule.progress(tasks)}", file=out, flush=True)
 
 
 def totals_json(totals: dict[str, FlowTotals]) -> str:

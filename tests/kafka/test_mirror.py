@@ -6,15 +6,16 @@ import itertools
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient
 
-import functions.mirror.mirror as mirror_module
 from shared.config import MirrorConfig
 from shared.formats import OffsetSync
 from shared.kafka_clients import KafkaClients, send_record
 from shared.provenance import PROVENANCE_HEADER
+from shared.record_producers import Delivery, KafkaPythonProducer
 from tests.kafka.support import Record, make_config, read_all, run_flows
 
 pytestmark = pytest.mark.kafka
@@ -85,11 +86,14 @@ def _offset_syncs(mirror_config: MirrorConfig, alias: str, topic: str) -> list[O
     ]
 
 
-def test_one_way_preserves_every_record_in_order(kafka_clusters: dict[str, str], unique_prefix: str) -> None:
+@pytest.mark.parametrize("backend", ["kafka-python", "confluent-kafka"])
+def test_one_way_preserves_every_record_in_order(
+    kafka_clusters: dict[str, str], unique_prefix: str, backend: str
+) -> None:
     topic = f"{unique_prefix}.orders"
     _create(kafka_clusters["A"], topic)
     source = _produce(kafka_clusters["A"], topic, PER_PARTITION)
-    cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"})
+    cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"}, **{"smm.producer.backend": backend})
 
     totals = run_flows(cfg, lambda: _landed(kafka_clusters, "B", f"A.{topic}", len(source)))
 
@@ -232,20 +236,21 @@ def test_identity_names_both_ways_do_not_loop(kafka_clusters: dict[str, str], un
 def test_failure_mid_batch_then_redelivery_loses_nothing(
     kafka_clusters: dict[str, str], unique_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    topic = f"{unique_prefix}.flaky"
+    topic = topic_name = f"{unique_prefix}.flaky"
     _create(kafka_clusters["A"], topic, partitions=2)
     source = _produce(kafka_clusters["A"], topic, 300, partitions=2)
-    real_send = mirror_module.send_record
+    real_send = KafkaPythonProducer.send
     calls = {"n": 0, "failed": 0}
 
-    def flaky_send(*args: object, **kwargs: object) -> object:
-        calls["n"] += 1
-        if calls["n"] in (50, 420):  # part-way through a batch, twice
-            calls["failed"] += 1
-            raise ConnectionError("injected: target unreachable mid-batch")
-        return real_send(*args, **kwargs)  # type: ignore[arg-type]
+    def flaky_send(self: KafkaPythonProducer, topic: str, *args: Any) -> Delivery:
+        if topic == f"A.{topic_name}":
+            calls["n"] += 1
+            if calls["n"] in (50, 420):  # part-way through a batch, twice
+                calls["failed"] += 1
+                raise ConnectionError("injected: target unreachable mid-batch")
+        return real_send(self, topic, *args)
 
-    monkeypatch.setattr(mirror_module, "send_record", flaky_send)
+    monkeypatch.setattr(KafkaPythonProducer, "send", flaky_send)
     cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"}, **{"smm.batch.size": "100"})
 
     totals = run_flows(cfg, lambda: _landed(kafka_clusters, "B", f"A.{topic}", len(source)))

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from functions.mirror.mirror import unexplained_gap
-from shared.offset_syncs import OffsetSyncPlanner, PartitionState
+from shared.offset_syncs import OffsetSyncPlanner, PartitionState, sync_due
 
 
 def _upstreams(planner: OffsetSyncPlanner, pairs: list[tuple[int, int]], commit: bool = True) -> list[int]:
@@ -42,8 +42,18 @@ def test_non_contiguous_upstream_triggers_a_sync() -> None:
 
 
 def test_downstream_going_backwards_triggers_a_sync() -> None:
-    state = PartitionState(previous_upstream=5, previous_downstream=50, last_sync_upstream=5, last_sync_downstream=50)
-    assert state.sync_due(6, 40, offset_lag_max=100)
+    assert sync_due(
+        6,
+        40,
+        previous_upstream=5,
+        previous_downstream=50,
+        last_sync_upstream=5,
+        last_sync_downstream=50,
+        offset_lag_max=100,
+    )
+    planner = OffsetSyncPlanner(offset_lag_max=100)
+    planner.commit("t", 0, PartitionState(5, 50, 5, 50))
+    assert _upstreams(planner, [(6, 40), (7, 41)]) == [6, 7]
 
 
 def test_state_carries_across_batches_only_when_committed() -> None:

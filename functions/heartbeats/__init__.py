@@ -1,0 +1,1 @@
+"""The heartbeats function: MM2 Heartbeat records that prove a flow is alive and measure its latency."""

@@ -1,0 +1,131 @@
+"""The Lambda code asset, built without Docker: ``pip install --target`` for the Lambda platform plus our packages.
+
+``aws_lambda_python_alpha.PythonFunction`` always bundles in a container, and neither this machine nor most CI
+runners have Docker. The runtime dependencies (kafka-python, Powertools and theirs) are pure Python, so pip can
+fetch the wheels for the Lambda platform and Python version from any host. boto3 is left out: the Lambda
+runtime brings it. Each build is cached under ``build/lambda/<digest>`` where the digest covers the pinned
+requirements, the target platform and every source file, so an unchanged tree is never rebuilt and a changed
+one always is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = PROJECT_ROOT / "build" / "lambda"
+# What the functions import besides the standard library and boto3; versions pinned to the dev environment's
+# so the code that passed the tests is the code that is deployed.
+DISTRIBUTIONS = ("kafka-python", "aws-lambda-powertools")
+PACKAGES = ("shared", "functions")
+_PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+_MARKER = ".smm-asset.json"
+
+
+class AssetBuildError(RuntimeError):
+    """pip could not produce the asset; the message carries pip's own explanation."""
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    """What an asset is built for: Python version and platform of the runtime, and the pinned requirements."""
+
+    python_version: str
+    platform: str
+    requirements: tuple[str, ...]
+
+    @classmethod
+    def for_runtime(cls, runtime: str, architecture: str) -> AssetSpec:
+        """The spec for a Lambda runtime name (``python3.14``) and architecture (``arm64``/``x86_64``)."""
+        return cls(runtime.removeprefix("python"), _PLATFORMS[architecture], pinned_requirements())
+
+    @classmethod
+    def for_this_interpreter(cls) -> AssetSpec:
+        """A spec the running interpreter can import: used to test an asset on a machine that is not Lambda."""
+        machine = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+        return cls(f"{sys.version_info.major}.{sys.version_info.minor}", _PLATFORMS[machine], pinned_requirements())
+
+
+def pinned_requirements() -> tuple[str, ...]:
+    """``name==version`` of each runtime distribution, as installed in this environment."""
+    pins = []
+    for name in DISTRIBUTIONS:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            raise AssetBuildError(f"{name} is not installed here; run `make setup` first") from None
+    return tuple(pins)
+
+
+def build(spec: AssetSpec, root: Path = PROJECT_ROOT, cache_dir: Path = CACHE_DIR) -> Path:
+    """The asset directory for ``spec`` (built now unless a build of the same inputs is cached)."""
+    digest = fingerprint(spec, root)
+    target = cache_dir / digest[:20]
+    if (target / _MARKER).exists():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=cache_dir))
+    try:
+        _pip_install(spec, staging)
+        for package in PACKAGES:
+            shutil.copytree(root / package, staging / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        (staging / _MARKER).write_text(json.dumps({"digest": digest, **asdict(spec)}, indent=2) + "\n")
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / _MARKER).exists():  # not a concurrent build of the same inputs: a real failure
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def fingerprint(spec: AssetSpec, root: Path = PROJECT_ROOT) -> str:
+    """Digest of everything that ends up in the asset."""
+    h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                h.update(path.relative_to(root).as_posix().encode() + b"\0")
+                h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _pip_install(spec: AssetSpec, target: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",  # the runtime compiles for its own Python version
+        "--target",
+        str(target),
+        "--platform",
+        spec.platform,
+        "--implementation",
+        "cp",
+        "--python-version",
+        spec.python_version,
+        "--only-binary=:all:",
+        *spec.requirements,
+    ]
+    env = {**os.environ, "PIP_NO_INPUT": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        raise AssetBuildError(
+            f"pip could not install {', '.join(spec.requirements)} for Python {spec.python_version} on "
+            f"{spec.platform} (needs the package index or a pip cache):\n{result.stderr.strip()[-2000:]}"
+        )
+    shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: no use in Lambda

@@ -1,0 +1,1 @@
+"""One construct per function kind, plus the pieces they share (function, secrets, schedules, dashboard)."""

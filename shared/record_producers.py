@@ -1,0 +1,227 @@
+"""The data path's producer, behind one small interface so its client library can be chosen per deployment.
+
+Two backends: kafka-python (pure Python, what every other client here uses) and confluent-kafka (librdkafka,
+manylinux wheels for Lambda's x86_64 and arm64). The mirror only needs ``send`` with raw bytes and an explicit
+partition and timestamp, a delivery report per record (the downstream offset, for offset syncs), and ``flush``.
+``smm.producer.backend`` selects one; the README's Performance section says which is the default and why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
+
+from shared import client_settings
+
+BACKENDS = ("kafka-python", "confluent-kafka")
+
+Header = tuple[str, bytes]
+
+
+class Delivery(Protocol):
+    """The outcome of one send, complete once ``flush`` has returned."""
+
+    def failed(self) -> bool: ...
+
+    @property
+    def exception(self) -> BaseException | None: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
+class RecordProducer(Protocol):
+    """What the mirror needs of a producer: idempotent, acks=all, order kept per partition."""
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[Header],
+        partition: int,
+        timestamp_ms: int,
+    ) -> Delivery: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def await_partitions(self, topic: str, partitions: int, timeout: float) -> bool:
+        """Refresh metadata until ``topic`` shows ``partitions`` partitions; False on timeout."""
+        ...
+
+
+class KafkaPythonProducer:
+    """kafka-python's ``KafkaProducer``; its futures already are deliveries."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[Header],
+        partition: int,
+        timestamp_ms: int,
+    ) -> Delivery:
+        from shared.kafka_clients import send_record
+
+        future = send_record(self._producer, topic, key, value, headers, partition, timestamp_ms)
+        return _FutureDelivery(future)
+
+    def flush(self) -> None:
+        self._producer.flush()
+
+    def close(self) -> None:
+        self._producer.close()
+
+    def await_partitions(self, topic: str, partitions: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self._producer.partitions_for(topic) or ()) < partitions:
+            if time.monotonic() > deadline:
+                return False
+            self._producer._metadata.request_update()  # kafka-python has no public refresh
+            time.sleep(0.1)
+        return True
+
+
+class _FutureDelivery:
+    __slots__ = ("_future",)
+
+    def __init__(self, future: Any) -> None:
+        self._future = future
+
+    def failed(self) -> bool:
+        return bool(self._future.failed())
+
+    @property
+    def exception(self) -> BaseException | None:
+        exc: BaseException | None = self._future.exception
+        return exc
+
+    @property
+    def offset(self) -> int:
+        return int(self._future.value.offset)
+
+
+class _CallbackDelivery:
+    """Filled in by librdkafka's delivery callback during ``flush``."""
+
+    __slots__ = ("_error", "_offset")
+
+    def __init__(self) -> None:
+        self._offset = -1
+        self._error: BaseException | None = None
+
+    def done(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._error = RuntimeError(f"delivery failed: {err}")
+        else:
+            self._offset = msg.offset()
+
+    def failed(self) -> bool:
+        return self._error is not None or self._offset < 0
+
+    @property
+    def exception(self) -> BaseException | None:
+        return self._error or (RuntimeError("no delivery report") if self._offset < 0 else None)
+
+    @property
+    def offset(self) -> int:
+        return self._offset
+
+
+class ConfluentProducer:
+    """confluent-kafka's ``Producer`` (librdkafka): the records' bytes never pass through Python code."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        from confluent_kafka import Producer
+
+        self._producer = Producer(dict(config))
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[Header],
+        partition: int,
+        timestamp_ms: int,
+    ) -> Delivery:
+        delivery = _CallbackDelivery()
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    partition=partition,
+                    timestamp=timestamp_ms,
+                    headers=cast("list[tuple[str, str | bytes | None]]", headers) or None,
+                    on_delivery=delivery.done,
+                )
+                return delivery
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self._producer.poll(0.05)
+
+    def flush(self) -> None:
+        remaining = self._producer.flush(120)
+        if remaining:
+            raise RuntimeError(f"{remaining} record(s) still undelivered after 120 s")
+
+    def close(self) -> None:
+        self._producer.flush(30)
+
+    def await_partitions(self, topic: str, partitions: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            metadata = self._producer.list_topics(topic, timeout=max(deadline - time.monotonic(), 0.1))
+            if len(metadata.topics[topic].partitions) >= partitions:
+                return True
+            time.sleep(0.1)
+        return False
+
+
+# librdkafka takes Java client names for most settings; these differ or need a value changed.
+_LIBRDKAFKA_RENAMES = {
+    "ssl.truststore.location": "ssl.ca.location",
+    "ssl.keystore.location": "ssl.certificate.location",
+    "max.request.size": "message.max.bytes",
+}
+_LIBRDKAFKA_DROPPED = {"ssl.truststore.type", "ssl.keystore.type", "ssl.truststore.password", "sasl.jaas.config"}
+
+
+def librdkafka_config(bootstrap: list[str], common: Mapping[str, str], producer: Mapping[str, str]) -> dict[str, Any]:
+    """A librdkafka producer configuration from the cluster's (validated) Java-named settings."""
+    settings = {**common, **producer}
+    if settings.get("sasl.mechanism") == "AWS_MSK_IAM":
+        raise ValueError(
+            "smm.producer.backend=confluent-kafka does not support sasl.mechanism=AWS_MSK_IAM; "
+            "use smm.producer.backend=kafka-python for MSK IAM clusters"
+        )
+    config: dict[str, Any] = {
+        "bootstrap.servers": ",".join(bootstrap),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "batch.size": 1024 * 1024,
+        "message.max.bytes": 8 * 1024 * 1024,
+        "queue.buffering.max.messages": 200_000,
+    }
+    for key, value in settings.items():
+        if key not in _LIBRDKAFKA_DROPPED:
+            config[_LIBRDKAFKA_RENAMES.get(key, key)] = value
+    if "ssl.keystore.location" in settings:  # a PEM keystore holds the key and the certificate chain
+        config["ssl.key.location"] = settings["ssl.keystore.location"]
+    jaas = settings.get("sasl.jaas.config")
+    if jaas is not None:
+        options = client_settings.parse_jaas(jaas)
+        config["sasl.username"] = options["username"]
+        config["sasl.password"] = options["password"]
+    if settings.get("ssl.endpoint.identification.algorithm", "https") == "":
+        config["ssl.endpoint.identification.algorithm"] = "none"
+    return config

@@ -1,0 +1,505 @@
+"""Config sync on real brokers: scenarios 8 (new topics and partitions while running), 9 (topic configs),
+10 (ACLs, on a broker with an authorizer), MM2's internal topics, and a cold start that redoes nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import (
+    ACL,
+    ACLFilter,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    AlterConfigOp,
+    ConfigResource,
+    ConfigResourceType,
+    ResourcePattern,
+    ResourcePatternFilter,
+    ResourceType,
+)
+
+from functions.config_sync import config_sync, handler, rules
+from functions.config_sync.esm import EsmMapping, EsmReconciler
+from functions.config_sync.state import StateStore
+from shared import aws_clients
+from shared.config import MirrorConfig
+from shared.kafka_clients import KafkaClients
+from shared.local import emulator
+from shared.local.broker import LocalBroker
+from tests.kafka.support import SINGLE_BROKER, make_config, read_all
+
+pytestmark = pytest.mark.kafka
+
+T = TypeVar("T")
+WRITES = ("create_topics", "create_partitions", "alter_configs", "create_acls", "delete_topics", "delete_acls")
+
+
+# --- helpers -----------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def admin_for(bootstrap: str) -> Iterator[KafkaAdminClient]:
+    admin = KafkaAdminClient(bootstrap_servers=[bootstrap], request_timeout_ms=15000)
+    try:
+        yield admin
+    finally:
+        admin.close()
+
+
+@contextmanager
+def smm_run(cfg: MirrorConfig, refresh_seconds: float = 1.0) -> Iterator[None]:
+    """``smm run`` in a thread for the duration of the block."""
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=emulator.run,
+        kwargs={"config": cfg, "stop": stop, "progress_seconds": 3600, "refresh_seconds": refresh_seconds},
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+
+def wait_for(what: str, check: Callable[[], T], timeout: float = 20.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s (last: {result!r})")
+        time.sleep(0.25)
+
+
+def partitions(admin: KafkaAdminClient, topic: str) -> int:
+    described = admin.describe_topics([topic])
+    return len(described[0]["partitions"]) if described and described[0]["error_code"] == 0 else 0
+
+
+def configs(admin: KafkaAdminClient, topic: str) -> dict[str, tuple[str, str]]:
+    """name -> (value, source) of every config of ``topic``."""
+    answer = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
+    return {k: (str(v["value"]), v["config_source"]) for k, v in answer["topic"][topic].items()}
+
+
+def topic_set(admin: KafkaAdminClient, topic: str) -> dict[str, str]:
+    """The configs set on the topic itself."""
+    return {k: v for k, (v, source) in configs(admin, topic).items() if source == "DYNAMIC_TOPIC_CONFIG"}
+
+
+def alter(admin: KafkaAdminClient, topic: str, changes: dict[str, Any]) -> None:
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, changes)
+    assert admin.alter_configs([resource], raise_on_unknown=False, incremental=True) == {"topic": {topic: "OK"}}
+
+
+def produce(bootstrap: str, topic: str, count: int, partitions: list[int], prefix: str = "v") -> None:
+    """``count`` records, round robin over ``partitions``, valued ``<prefix><i>``."""
+    producer = KafkaProducer(bootstrap_servers=[bootstrap])
+    for i in range(count):
+        value = f"{prefix}{i}".encode()
+        producer.send(topic, key=f"k{i}".encode(), value=value, partition=partitions[i % len(partitions)])
+    producer.flush()
+    producer.close()
+
+
+def end_offset(bootstrap: str, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=[bootstrap])
+    try:
+        tp = TopicPartition(topic, 0)
+        end: int = consumer.end_offsets([tp])[tp]
+        return end
+    finally:
+        consumer.close()
+
+
+def spy_writes(
+    clients: KafkaClients, aliases: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[str, Any]]:
+    """Record every write call the task's admin clients make (the calls still go to the broker)."""
+    calls: list[tuple[str, Any]] = []
+    for alias in aliases:
+        admin = clients.admin(alias)
+        for name in WRITES:
+            real = getattr(admin, name)
+
+            def recorder(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+                calls.append((_name, args))
+                return _real(*args, **kwargs)
+
+            monkeypatch.setattr(admin, name, recorder)
+    return calls
+
+
+class MemoryReconciler(EsmReconciler):
+    """The Lambda side of ESMs, which outlives any config-sync container; records each call."""
+
+    def __init__(self) -> None:
+        self.store: dict[str, EsmMapping] = {}
+        self.calls: list[tuple[str, str]] = []
+
+    def mappings(self) -> dict[str, EsmMapping]:
+        return dict(self.store)
+
+    def create(self, topic: str) -> None:
+        self.calls.append(("create", topic))
+        self.store[topic] = EsmMapping(topic, enabled=True)
+
+    def set_enabled(self, mapping: EsmMapping, enabled: bool) -> None:
+        self.calls.append(("enable" if enabled else "disable", mapping.topic))
+        self.store[mapping.topic] = EsmMapping(mapping.topic, enabled)
+
+    def delete(self, mapping: EsmMapping) -> None:
+        self.calls.append(("delete", mapping.topic))
+        del self.store[mapping.topic]
+
+
+def run_task(cfg: MirrorConfig, source: str, target: str, **kwargs: Any) -> dict[str, Any]:
+    clients = KafkaClients(cfg)
+    task = config_sync.task_for(cfg.flow(source, target), clients, **kwargs)
+    try:
+        return task.run_once()
+    finally:
+        task.close()
+        clients.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """This module's own broker, with KRaft's StandardAuthorizer; anonymous clients are super users."""
+    broker = LocalBroker(
+        "ACL",
+        _free_port(),
+        tmp_path_factory.mktemp("acl"),
+        extra_properties={
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": "User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "true",
+        },
+    )
+    broker.start(timeout=120)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+# --- scenarios 8 and 9 under smm run -----------------------------------------------------------------------
+
+
+def test_new_topic_partitions_and_config_changes_reach_the_remote_while_running(
+    kafka_clusters: dict[str, str], unique_prefix: str
+) -> None:
+    topic, remote = f"{unique_prefix}.orders", f"A.{unique_prefix}.orders"
+    cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"}, **{"sync.topic.configs.interval.seconds": "1"})
+    source_configs = {
+        "retention.ms": "3600000",
+        "segment.ms": "7200000",
+        "cleanup.policy": "compact,delete",
+        "min.insync.replicas": "1",  # excluded by config.properties.exclude
+    }
+    with admin_for(kafka_clusters["A"]) as a, admin_for(kafka_clusters["B"]) as b, smm_run(cfg):
+        time.sleep(1.0)  # the runtime is up: this topic is new to it
+        a.create_topics({topic: {"num_partitions": 3, "replication_factor": 1, "configs": source_configs}})
+        created = time.monotonic()
+        produce(kafka_clusters["A"], topic, 30, [0, 1, 2])
+
+        wait_for(f"{remote} on B", lambda: partitions(b, remote) == 3)
+        assert time.monotonic() - created < 10, "not picked up within a refresh interval (1 s) plus slack"
+        assert topic_set(b, remote) == {
+            "retention.ms": "3600000",
+            "segment.ms": "7200000",
+            "cleanup.policy": "compact,delete",
+        }
+        assert len(read_all(kafka_clusters["B"], remote, 30)) == 30
+
+        # partitions added on A appear on B, and records in them are mirrored to the same partition
+        a.create_partitions({topic: 5})
+        produce(kafka_clusters["A"], topic, 6, [3, 4], prefix="new")
+        wait_for(f"{remote} grown to 5 partitions", lambda: partitions(b, remote) == 5)
+        mirrored = read_all(kafka_clusters["B"], remote, 36)
+        assert {(r.value, r.partition) for r in mirrored if r.partition > 2} == {
+            (f"new{i}".encode(), 3 + i % 2) for i in range(6)
+        }
+
+        # a later config change arrives; a removed one is reset; an excluded one never arrives
+        alter(
+            a,
+            topic,
+            {
+                "retention.ms": "7200000",
+                "segment.ms": (AlterConfigOp.DELETE, None),
+                "unclean.leader.election.enable": "true",
+            },
+        )
+        wait_for("changed configs on B", lambda: topic_set(b, remote).get("retention.ms") == "7200000")
+        assert topic_set(b, remote) == {"retention.ms": "7200000", "cleanup.policy": "compact,delete"}
+
+
+def test_internal_topics_have_mm2_names_and_policies(kafka_clusters: dict[str, str], unique_prefix: str) -> None:
+    cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"})
+    run_task(cfg, "A", "B")
+    expected = {
+        "A": ["mm2-offset-syncs.B.internal"],
+        "B": ["mm2-config-sync.A.internal", "A.checkpoints.internal", "heartbeats"],
+    }
+    for alias, names in expected.items():
+        with admin_for(kafka_clusters[alias]) as admin:
+            for name in names:
+                assert_internal(admin, name, alias)
+
+
+def test_internal_topic_names_follow_the_separator_and_location(private_cluster: str, unique_prefix: str) -> None:
+    # On this module's own broker: Kafka refuses "A.x" next to "A_x" (they collide), so a "_" separator
+    # must not leave its names on the shared clusters.
+    cfg = make_config(
+        {"P": private_cluster, "Q": private_cluster},
+        {"P->Q": f"{unique_prefix}.*"},
+        **{
+            "replication.policy.separator": "_",
+            "offset-syncs.topic.location": "target",
+            "heartbeats.replication.enabled": "false",
+        },
+    )
+    run_task(cfg, "P", "Q")
+    with admin_for(private_cluster) as admin:
+        names = ["mm2-config-sync.P.internal", "mm2-offset-syncs_Q_internal", "P_checkpoints_internal", "heartbeats"]
+        for name in names:
+            assert_internal(admin, name, "Q")
+
+
+def assert_internal(admin: KafkaAdminClient, name: str, alias: str) -> None:
+    assert partitions(admin, name) == 1, f"{name} on {alias}"
+    assert configs(admin, name)["cleanup.policy"][0] == "compact", f"{name} on {alias}"
+
+
+# --- cold start --------------------------------------------------------------------------------------------
+
+
+def test_a_cold_start_redoes_and_undoes_nothing(
+    kafka_clusters: dict[str, str], unique_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"}, **{"heartbeats.replication.enabled": "false"})
+    flow = cfg.flow("A", "B")
+    topics = [f"{unique_prefix}.a", f"{unique_prefix}.b"]
+    with admin_for(kafka_clusters["A"]) as a:
+        a.create_topics(
+            {t: {"num_partitions": 2, "replication_factor": 1, "configs": {"retention.ms": "600000"}} for t in topics}
+        )
+    esms = MemoryReconciler()
+
+    first = run_task(cfg, "A", "B", reconciler=esms)
+    assert first["created"] == [f"A.{t}" for t in topics]
+    assert sorted(esms.calls) == [("create", t) for t in topics]
+    state_topic = rules.state_topic(flow).name
+    recorded = end_offset(kafka_clusters["B"], state_topic)
+
+    # A new container: fresh clients and task, nothing in memory; only the state topic and the brokers know.
+    esms.calls.clear()
+    clients = KafkaClients(cfg)
+    writes = spy_writes(clients, ("A", "B"), monkeypatch)
+    task = config_sync.task_for(flow, clients, reconciler=esms)
+    try:
+        second = task.run_once()
+        assert writes == [] and esms.calls == []
+        assert second["stateWrites"] == 0 and not second["changed"]
+        assert end_offset(kafka_clusters["B"], state_topic) == recorded
+
+        # ... and a change made after the cold start is applied exactly once, and only it
+        with admin_for(kafka_clusters["A"]) as a:
+            alter(a, topics[0], {"retention.ms": "900000"})
+        third = config_sync.task_for(flow, clients, reconciler=esms)
+        assert third.run_once()["configsAltered"] == {f"A.{topics[0]}": {"retention.ms": "900000"}}
+        assert [name for name, _ in writes] == ["alter_configs"]
+        third.close()
+    finally:
+        task.close()
+        clients.close()
+
+
+def test_a_failed_creation_is_reported_retried_and_not_recorded(
+    kafka_clusters: dict[str, str], unique_prefix: str
+) -> None:
+    topic = f"{unique_prefix}.big"
+    with admin_for(kafka_clusters["A"]) as a:
+        a.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}})
+    too_many = make_config(
+        kafka_clusters,
+        {"A->B": f"{unique_prefix}.*"},
+        **{"replication.factor": "3", "heartbeats.replication.enabled": "false"},
+    )
+    esms = MemoryReconciler()
+    with pytest.raises(config_sync.ConfigSyncError, match=rf"A\.{unique_prefix}\.big: replication factor 3"):
+        run_task(too_many, "A", "B", reconciler=esms)
+    assert esms.calls == [("create", topic)]  # the ESM does not wait: the mirror creates what it needs
+    clients = KafkaClients(too_many)
+    store = StateStore(clients, rules.state_topic(too_many.flow("A", "B")))
+    try:
+        assert topic not in store.load()
+    finally:
+        store.close()
+        clients.close()
+
+    fixed = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"}, **{"heartbeats.replication.enabled": "false"})
+    assert run_task(fixed, "A", "B", reconciler=esms)["created"] == [f"A.{topic}"]
+
+
+def test_local_esms_follow_the_topics(kafka_clusters: dict[str, str], unique_prefix: str) -> None:
+    """The emulator's reconciler: a poller per mirrored topic, stopped (and forgotten) when its topic is deleted."""
+    topics = [f"{unique_prefix}.keep", f"{unique_prefix}.drop"]
+    with admin_for(kafka_clusters["A"]) as a:
+        a.create_topics({t: {"num_partitions": 1, "replication_factor": 1} for t in topics})
+    cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"}, **{"heartbeats.replication.enabled": "false"})
+    flow = cfg.flow("A", "B")
+    runner = emulator.FlowRunner(flow, cfg, io.StringIO())
+    clients = KafkaClients(cfg)
+    task = config_sync.task_for(flow, clients, reconciler=runner, refresh_seconds=0)  # discover on every run
+    try:
+        assert task.run_once()["esm"] == {"created": sorted(topics)}
+        assert sorted(runner.pollers) == sorted(topics)
+        with admin_for(kafka_clusters["A"]) as a:
+            a.delete_topics([topics[1]])
+            wait_for("the deleted topic gone from A", lambda: topics[1] not in a.list_topics())
+        assert task.run_once()["esm"] == {"deleted": [topics[1]]}
+        assert list(runner.pollers) == [topics[0]]
+        assert topics[1] not in task.state.current() and topics[0] in task.state.current()
+    finally:
+        task.close()
+        clients.close()
+        runner.stop()
+
+
+# --- the Lambda handler: ESMs through the Lambda API, topics on real Kafka -----------------------------------
+
+
+def test_lambda_handler_creates_remote_topics_and_one_esm_per_topic(
+    kafka_clusters: dict[str, str], unique_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = f"{unique_prefix}.payments"
+    with admin_for(kafka_clusters["A"]) as a:
+        a.create_topics({topic: {"num_partitions": 2, "replication_factor": 1}})
+    properties = tmp_path / "mm2.properties"
+    lines = [f"{alias}.bootstrap.servers = {servers}" for alias, servers in kafka_clusters.items()]
+    lines += [f"{key} = {value}" for key, value in SINGLE_BROKER.items()]
+    lines += [f"clusters = {', '.join(kafka_clusters)}", "heartbeats.replication.enabled = false"]
+    lines += ["A->B.enabled = true", f"A->B.topics = {unique_prefix}.*"]
+    properties.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    access = [{"Type": "BASIC_AUTH", "URI": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka"}]
+    for key, value in {
+        "SMM_CONFIG_FILE": str(properties),
+        "SMM_FLOW": "A->B",
+        "SMM_MIRROR_FUNCTION": "smm-mirror-A-B",
+        "SMM_SOURCE_ACCESS_CONFIGURATIONS": json.dumps(access),
+    }.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("lambda", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    monkeypatch.setattr(aws_clients, "lambda_client", lambda: client)
+    with Stubber(client) as stub:
+        stub.add_response("list_event_source_mappings", {"EventSourceMappings": []}, {"FunctionName": "smm-mirror-A-B"})
+        stub.add_response(
+            "create_event_source_mapping",
+            {"UUID": "0f8fad5b-d9cb-469f-a165-70867728950e", "State": "Creating"},
+            {
+                "FunctionName": "smm-mirror-A-B",
+                "Topics": [topic],
+                "StartingPosition": "TRIM_HORIZON",
+                "BatchSize": 100,
+                "MaximumBatchingWindowInSeconds": 0,  # smm.batching.window.ms = 100, in whole seconds
+                "Enabled": True,
+                "SelfManagedEventSource": {"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": [kafka_clusters["A"]]}},
+                "SelfManagedKafkaEventSourceConfig": {"ConsumerGroupId": f"smm:A:B:{topic}"},
+                "SourceAccessConfigurations": access,
+            },
+        )
+        try:
+            summary = handler.lambda_handler({}, emulator.LambdaContext(function_name="smm-config-sync-A-B"))
+        finally:
+            handler._cache.close()
+        stub.assert_no_pending_responses()
+    assert summary["A->B"]["created"] == [f"A.{topic}"] and summary["A->B"]["esm"] == {"created": [topic]}
+    with admin_for(kafka_clusters["B"]) as b:
+        assert partitions(b, f"A.{topic}") == 2
+
+
+# --- scenario 10: ACL sync, on a broker with an authorizer ----------------------------------------------------
+
+
+def _acl(topic: str, principal: str, operation: ACLOperation, permission: ACLPermissionType, **kw: Any) -> ACL:
+    pattern = ResourcePattern(ResourceType.TOPIC, topic, kw.get("pattern", ACLResourcePatternType.LITERAL))
+    return ACL(principal, kw.get("host", "*"), operation, permission, pattern)
+
+
+def _acls_on(admin: KafkaAdminClient, topic: str) -> set[tuple[str, str, str, str]]:
+    pattern = ResourcePatternFilter(ResourceType.TOPIC, topic, ACLResourcePatternType.LITERAL)
+    acls, _ = admin.describe_acls(ACLFilter(None, None, ACLOperation.ANY, ACLPermissionType.ANY, pattern))
+    return {(a.principal, a.host, a.operation.name, a.permission_type.name) for a in acls}
+
+
+def test_topic_acls_are_copied_read_only(
+    private_cluster: str, unique_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two aliases for the one broker: X.<topic> is the remote copy of <topic>.
+    no_loop = {"heartbeats.replication.enabled": "false"}  # X.heartbeats would be a source topic again
+    cfg = make_config({"X": private_cluster, "Y": private_cluster}, {"X->Y": f"{unique_prefix}.*"}, **no_loop)
+    topic, remote = f"{unique_prefix}.secret", f"X.{unique_prefix}.secret"
+    allow, deny = ACLPermissionType.ALLOW, ACLPermissionType.DENY
+    with admin_for(private_cluster) as admin:
+        admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}})
+        result = admin.create_acls(
+            [
+                _acl(topic, "User:alice", ACLOperation.ALL, allow),
+                _acl(topic, "User:bob", ACLOperation.WRITE, allow),
+                _acl(topic, "User:carol", ACLOperation.READ, allow, host="10.0.0.1"),
+                _acl(topic, "User:dave", ACLOperation.WRITE, deny),
+                _acl(topic, "User:erin", ACLOperation.DESCRIBE, allow),
+                _acl(unique_prefix, "User:frank", ACLOperation.READ, allow, pattern=ACLResourcePatternType.PREFIXED),
+            ]
+        )
+        assert not result["failed"]
+
+        assert run_task(cfg, "X", "Y")["aclsCreated"] == 4
+        copied = _acls_on(admin, remote)
+        assert copied == {
+            ("User:alice", "*", "READ", "ALLOW"),
+            ("User:carol", "10.0.0.1", "READ", "ALLOW"),
+            ("User:dave", "*", "WRITE", "DENY"),
+            ("User:erin", "*", "DESCRIBE", "ALLOW"),
+        }
+        assert not {acl for acl in copied if acl[3] == "ALLOW" and acl[2] in ("WRITE", "ALL")}
+
+        # nothing new: no ACL call at all; a new source ACL: copied on the next run
+        clients = KafkaClients(cfg)
+        writes = spy_writes(clients, ("X", "Y"), monkeypatch)
+        task = config_sync.task_for(cfg.flow("X", "Y"), clients)
+        try:
+            assert "aclsCreated" not in task.run_once() and writes == []
+            admin.create_acls([_acl(topic, "User:gina", ACLOperation.READ, allow)])
+            again = config_sync.task_for(cfg.flow("X", "Y"), clients)
+            assert again.run_once()["aclsCreated"] == 5
+            again.close()
+        finally:
+            task.close()
+            clients.close()
+        assert ("User:gina", "*", "READ", "ALLOW") in _acls_on(admin, remote)

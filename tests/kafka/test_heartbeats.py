@@ -1,0 +1,126 @@
+"""Heartbeats on real brokers (scenario 17): emitted into the target's ``heartbeats``, mirrored as
+``A.heartbeats``, decoded as MM2 Heartbeats, turned into replication latency; and the Lambda handler's loop."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from functions.heartbeats import handler, heartbeats
+from functions.mirror.mirror import Mirror
+from shared.esm_event import SourceRecord
+from shared.formats import Heartbeat
+from shared.kafka_clients import KafkaClients
+from shared.local import emulator
+from tests.kafka.support import SINGLE_BROKER, make_config, run_flows
+
+pytestmark = pytest.mark.kafka
+
+
+def heartbeats_since(bootstrap: str, topic: str, since_ms: int) -> list[tuple[Heartbeat, int]]:
+    """Heartbeats in ``topic`` stamped at or after ``since_ms``, with each record's offset."""
+    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False, consumer_timeout_ms=500)
+    try:
+        tp = TopicPartition(topic, 0)
+        if not consumer.partitions_for_topic(topic):
+            return []
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        found = []
+        for record in consumer:
+            heartbeat = Heartbeat.deserialize(record.key, record.value)
+            if heartbeat.timestamp >= since_ms:
+                found.append((heartbeat, record.offset))
+        return found
+    finally:
+        consumer.close()
+
+
+def test_heartbeats_arrive_on_the_target_and_as_remote_heartbeats(
+    kafka_clusters: dict[str, str], unique_prefix: str
+) -> None:
+    started = int(time.time() * 1000)
+    cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"})
+
+    def arrived() -> bool:
+        own = heartbeats_since(kafka_clusters["B"], "heartbeats", started)
+        remote = heartbeats_since(kafka_clusters["B"], "A.heartbeats", started)
+        return any(h.source_cluster_alias == "A" for h, _ in own) and len(remote) >= 2
+
+    run_flows(cfg, arrived, timeout=30)
+    finished = int(time.time() * 1000)
+
+    # B's own heartbeats: Heartbeat(A, B), stamped while the runtime ran, about once a second
+    own = [h for h, _ in heartbeats_since(kafka_clusters["B"], "heartbeats", started) if h.source_cluster_alias == "A"]
+    assert own and all(h.target_cluster_alias == "B" and started <= h.timestamp <= finished for h in own)
+    # A's heartbeats (emitted there by the pairs B->A and C->A, enabled or not) mirrored to B as A.heartbeats
+    remote = [h for h, _ in heartbeats_since(kafka_clusters["B"], "A.heartbeats", started)]
+    assert remote and all(h.target_cluster_alias == "A" and started <= h.timestamp <= finished for h in remote)
+    assert {h.source_cluster_alias for h in remote} <= {"B", "C"}
+    admin = KafkaAdminClient(bootstrap_servers=[kafka_clusters["B"]])
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "heartbeats")])
+        assert described["topic"]["heartbeats"]["cleanup.policy"]["value"] == "compact"
+        assert len(admin.describe_topics(["heartbeats"])[0]["partitions"]) == 1
+    finally:
+        admin.close()
+
+
+def test_the_mirror_turns_heartbeats_into_replication_latency(kafka_clusters: dict[str, str]) -> None:
+    cfg = make_config(kafka_clusters, {"A->C": "none"})
+    clients = KafkaClients(cfg)
+    try:
+        emitted = heartbeats.task_for(cfg.flow("B", "A"), clients).run_once()
+        consumer = KafkaConsumer(bootstrap_servers=[kafka_clusters["A"]], enable_auto_commit=False)
+        tp = TopicPartition("heartbeats", 0)
+        consumer.assign([tp])
+        consumer.seek(tp, emitted["offset"])
+        record = next(r for r in consumer.poll(timeout_ms=5000)[tp] if r.offset == emitted["offset"])
+        consumer.close()
+        source = SourceRecord(
+            "heartbeats", 0, record.offset, record.timestamp, "CREATE_TIME", record.key, record.value, []
+        )
+        report = Mirror(cfg.flow("A", "C"), clients).mirror([source])
+        assert report.mirrored == 1
+        assert len(report.replication_latency_ms) == 1 and 0 <= report.replication_latency_ms[0] < 30_000
+    finally:
+        clients.close()
+
+
+class ShortContext(emulator.LambdaContext):
+    """A Lambda context with little time left: the handler must stop looping well before it runs out."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 8_000
+
+
+def test_lambda_handler_loops_within_one_invocation(
+    kafka_clusters: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    properties = tmp_path / "mm2.properties"
+    lines = [f"{alias}.bootstrap.servers = {servers}" for alias, servers in kafka_clusters.items()]
+    lines += [f"{key} = {value}" for key, value in SINGLE_BROKER.items()]
+    lines += [f"clusters = {', '.join(kafka_clusters)}", "emit.heartbeats.interval.seconds = 1"]
+    properties.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setenv("SMM_CONFIG_FILE", str(properties))
+    monkeypatch.setenv("SMM_FLOW", "C->B")  # a pair whose flow is not enabled: it emits all the same
+    started = int(time.time() * 1000)
+    began = time.monotonic()
+    try:
+        summary = handler.lambda_handler({}, ShortContext(function_name="smm-heartbeats"))
+    finally:
+        handler._cache.close()
+    took = time.monotonic() - began
+
+    # 8 s remaining - 5 s safety margin = 3 s of looping: heartbeats at 0, 1 and 2 s, then it returns
+    assert took < 6
+    assert summary["C->B"] == {"emitted": 3, "failed": 0}
+    sent = [h for h, _ in heartbeats_since(kafka_clusters["B"], "heartbeats", started) if h.source_cluster_alias == "C"]
+    assert len(sent) == summary["C->B"]["emitted"]
+    stamps = sorted(h.timestamp for h in sent)
+    assert all(500 <= b - a <= 2000 for a, b in itertools.pairwise(stamps)), stamps
