@@ -23,6 +23,7 @@ from functions.checkpoints.checkpoints import CheckpointTask
 from shared import config
 from shared.config import FlowConfig, MirrorConfig
 from shared.formats import Checkpoint, FormatError, Heartbeat
+from shared.gaps import GapEvent, GapSummary, gaps_topic
 from shared.kafka_clients import ClusterError, KafkaClients
 from shared.kafka_groups import (
     GroupInfo,
@@ -32,11 +33,11 @@ from shared.kafka_groups import (
     list_groups,
     read_range,
     read_tail,
+    read_topic,
 )
 from shared.mirror_client import CheckpointRecord, MirrorClient
 from shared.offset_sync_store import Lookup
 
-GAPS_NOT_TRACKED = "not tracked yet"
 HEARTBEAT_TAIL = 200  # offsets per partition read back to find a flow's newest heartbeat
 CHECKPOINT_TAIL = 50  # the checkpoints topic is transactional: its last offsets are commit markers
 
@@ -472,7 +473,22 @@ def flow_status(clients: KafkaClients, flow: FlowConfig) -> dict[str, Any]:
         "mirroredHeartbeatAgeSeconds": _age(now, mirrored),
         "checkpointsTopic": checkpoints_topic,
         "checkpointAgeSeconds": _age(now, checkpoint),
-        "gaps": GAPS_NOT_TRACKED,
+        "gaps": _gaps(clients, flow),
+    }
+
+
+def _gaps(clients: KafkaClients, flow: FlowConfig) -> dict[str, Any]:
+    """Gaps the mirror recorded in ``mm2-gaps.<source>.internal`` on the target (records lost upstream)."""
+    topic = gaps_topic(flow)
+    batch = read_topic(clients, flow.target, topic)
+    events = [GapEvent.deserialize(r.value) for r in batch.records if r.value]
+    summary = GapSummary.of(events)
+    newest = summary.newest
+    return {
+        "topic": topic,
+        "events": summary.events,
+        "lostRecords": summary.lost_records,
+        "newest": None if newest is None else asdict(newest),
     }
 
 
@@ -550,7 +566,15 @@ def _print_status(status: dict[str, Any]) -> None:
     print(f"  heartbeats  emitted {ago('heartbeatAgeSeconds', 'heartbeatsTopic')}")
     print(f"              mirrored {ago('mirroredHeartbeatAgeSeconds', 'mirroredHeartbeatsTopic')}")
     print(f"  checkpoint  last {ago('checkpointAgeSeconds', 'checkpointsTopic')}")
-    print(f"  gaps        {status['gaps']}")
+    gaps = status["gaps"]
+    newest = gaps["newest"]
+    where = (
+        f"; newest {newest['topic']}-{newest['partition']} offsets {newest['expected_offset']}.."
+        f"{newest['first_offset'] - 1}"
+        if newest
+        else ""
+    )
+    print(f"  gaps        {gaps['events']} ({gaps['lostRecords']} records lost upstream{where})")
 
 
 # --- topology --------------------------------------------------------------------------------------------

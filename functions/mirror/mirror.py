@@ -21,6 +21,7 @@ from shared import provenance
 from shared.config import FlowConfig
 from shared.esm_event import SourceRecord, by_partition
 from shared.formats import FormatError, Heartbeat
+from shared.gaps import GapEvent, gaps_topic
 from shared.kafka_clients import KafkaClients, TopicInfo
 from shared.offset_syncs import OffsetSyncPlanner, PartitionState
 from shared.record_producers import Delivery, RecordProducer
@@ -245,11 +246,12 @@ class Mirror:
         if not jumps:
             return
         log_starts = self.clients.earliest_offsets(self.flow.source, jumps)
+        now_ms = int(time.time() * 1000)
+        events: list[GapEvent] = []
         for tp, (expected, first) in jumps.items():
             lost = unexplained_gap(expected, first, log_starts.get(tp, expected))
             if lost:
-                report.gaps += 1
-                report.gap_records += lost
+                events.append(GapEvent(tp.topic, tp.partition, expected, first, lost, now_ms))
                 logger.error(
                     "records were deleted from the source before they were mirrored",
                     extra={
@@ -260,6 +262,22 @@ class Mirror:
                         "lost_records": lost,
                     },
                 )
+        if events:
+            self._record_gaps(events)
+            report.gaps += len(events)
+            report.gap_records += sum(e.lost_records for e in events)
+
+    def _record_gaps(self, events: list[GapEvent]) -> None:
+        """Keep the gaps in the target's ``mm2-gaps.<source>.internal``, where ``smm status`` finds them."""
+        topic = gaps_topic(self.flow)
+        s = self.flow.settings
+        self.clients.ensure_topic(
+            self.flow.target, topic, 1, s.checkpoints_topic_replication_factor, {"cleanup.policy": "delete"}
+        )
+        producer = self._producer(self.flow.target)
+        sent = [producer.send(topic, e.record_key(), e.record_value(), [], 0, e.detected_ms) for e in events]
+        producer.flush()
+        _acknowledged(sent, f"recording gaps in {topic!r} on {self.flow.target!r}")
 
     def _expected_offset(self, topic: str, partition: int) -> int | None:
         """Next offset this flow should see: remembered from the last batch, else the ESM group's commit."""

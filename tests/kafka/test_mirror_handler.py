@@ -12,8 +12,10 @@ from kafka import KafkaAdminClient, TopicPartition
 
 from functions.mirror.handler import build_handler
 from functions.mirror.mirror import Mirror, OversizedRecordError
+from shared.cli_failover import flow_status
 from shared.config import MirrorConfig
 from shared.esm_event import EventError, SourceRecord, build_event
+from shared.gaps import GapEvent
 from shared.kafka_clients import KafkaClients
 from shared.local.emulator import LambdaContext
 from tests.kafka.support import make_config, read_all
@@ -152,6 +154,12 @@ def test_records_deleted_before_mirroring_are_reported_as_a_gap(
     result = handler(build_event(_records(topic, range(15, 20)), [kafka_clusters["A"]]), LambdaContext("f"))
 
     assert result["gaps"] == 1 and result["gapRecords"] == 5
+    (gap,) = [
+        r for r in read_all(kafka_clusters["B"], "mm2-gaps.A.internal", timeout=5) if r.key == f"{topic}-0".encode()
+    ]
+    assert GapEvent.deserialize(gap.value or b"") == GapEvent(topic, 0, 10, 15, 5, gap.timestamp)
+    status = flow_status(KafkaClients(cfg), cfg.flow("A", "B"))
+    assert status["gaps"]["events"] >= 1 and status["gaps"]["lostRecords"] >= 5
     # compaction-like jump with the log start untouched: no gap
     result = handler(build_event(_records(topic, range(22, 23)), [kafka_clusters["A"]]), LambdaContext("f"))
     assert result["gaps"] == 0
