@@ -22,7 +22,7 @@ from kafka.errors import KafkaError
 from functions.checkpoints.checkpoints import CheckpointTask
 from shared import config
 from shared.config import FlowConfig, MirrorConfig
-from shared.formats import Checkpoint, FormatError, Heartbeat
+from shared.formats import Checkpoint, Heartbeat
 from shared.gaps import GapEvent, GapSummary, gaps_topic
 from shared.kafka_clients import ClusterError, KafkaClients
 from shared.kafka_groups import (
@@ -513,11 +513,8 @@ def _newest_heartbeat(clients: KafkaClients, alias: str, topic: str, pair: tuple
     """Timestamp of the newest heartbeat in ``topic`` (of ``pair`` = (source, target) when given)."""
     newest: int | None = None
     for record in read_tail(clients, alias, topic, HEARTBEAT_TAIL):
-        if record.key is None or record.value is None:
-            continue
-        try:
-            beat = Heartbeat.deserialize(record.key, record.value)
-        except FormatError:
+        beat = Heartbeat.parse(record.key, record.value)
+        if beat is None:
             continue
         if pair is None or (beat.source_cluster_alias, beat.target_cluster_alias) == pair:
             newest = max(newest or beat.timestamp, beat.timestamp)

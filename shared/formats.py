@@ -148,6 +148,16 @@ class Heartbeat:
         return _VERSIONED_INT64.pack(VERSION, self.timestamp)
 
     @classmethod
+    def parse(cls, key: bytes | None, value: bytes | None) -> Heartbeat | None:
+        """The heartbeat in a record of a heartbeats topic, or None for anything else found there."""
+        if key is None or value is None:
+            return None
+        try:
+            return cls.deserialize(key, value)
+        except FormatError:
+            return None
+
+    @classmethod
     def deserialize(cls, key: bytes, value: bytes) -> Heartbeat:
         k = _Reader(key, "Heartbeat key")
         source, target = k.string(), k.string()

@@ -20,7 +20,7 @@ from kafka.errors import KafkaError
 from shared import provenance
 from shared.config import FlowConfig
 from shared.esm_event import SourceRecord, by_partition
-from shared.formats import FormatError, Heartbeat
+from shared.formats import Heartbeat
 from shared.gaps import GapEvent, gaps_topic
 from shared.kafka_clients import KafkaClients, TopicInfo
 from shared.offset_syncs import OffsetSyncPlanner, PartitionState
@@ -198,13 +198,9 @@ class Mirror:
     def _observe_heartbeats(self, batch: Sequence[SourceRecord], now_ms: int, report: BatchReport) -> None:
         """MM2's replication-latency-ms: how long each heartbeat took to get here."""
         for record in batch:
-            if record.key is None or record.value is None:
-                continue
-            try:
-                heartbeat = Heartbeat.deserialize(record.key, record.value)
-            except FormatError:
-                continue
-            report.replication_latency_ms.append(now_ms - heartbeat.timestamp)
+            heartbeat = Heartbeat.parse(record.key, record.value)
+            if heartbeat is not None:
+                report.replication_latency_ms.append(now_ms - heartbeat.timestamp)
 
     def _write_offset_syncs(
         self, acked: list[tuple[str, int, list[tuple[int, int]]]], report: BatchReport
