@@ -4,10 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 KAFKA_LIBS := .kafka/libs
+BENCH_LIBS := .kafka/bench-libs
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup kafka demo test test-pure test-kafka lint typecheck synth clean
+.PHONY: setup kafka demo test test-pure test-kafka lint typecheck synth bench clean
 
 setup: $(STAMP) $(KAFKA_LIBS)/.fetched $(NODE_STAMP)
 
@@ -25,6 +26,17 @@ $(KAFKA_LIBS)/.fetched: kafka-runtime/pom.xml
 	touch $@
 
 kafka: $(KAFKA_LIBS)/.fetched
+
+# Apache MirrorMaker 2 (the benchmark's reference), same Kafka version: the pom's `bench` profile.
+$(BENCH_LIBS)/.fetched: kafka-runtime/pom.xml
+	rm -rf $(BENCH_LIBS)
+	mvn --batch-mode --quiet -f kafka-runtime/pom.xml -Pbench dependency:copy-dependencies \
+		-DoutputDirectory=$(CURDIR)/$(BENCH_LIBS) -DincludeScope=runtime
+	touch $@
+
+# `make bench BENCH_ARGS="--records 200000"` for a shorter run; see `python -m bench.run --help`.
+bench: setup $(BENCH_LIBS)/.fetched
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # The CDK CLI comes from npm through package.json, so `npx cdk synth` works after set-up.
 $(NODE_STAMP): package.json package-lock.json

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,11 +68,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from shared.local import emulator
 
     mirror_config = _load(args.config)
+    stop = threading.Event()
+    # SIGTERM (systemd, Kubernetes, kill) stops like Ctrl-C: batches finish, consumers commit and leave their groups
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     totals = emulator.run(
         mirror_config,
         duration=args.duration,
         refresh_seconds=args.refresh,
         progress_seconds=args.progress,
+        stop=stop,
     )
     if args.json:
         print(emulator.totals_json(totals))

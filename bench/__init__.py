@@ -1,0 +1,1 @@
+"""Benchmarks: this project against Apache MirrorMaker 2 and the broker limit (``make bench``)."""
