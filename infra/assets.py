@@ -1,8 +1,9 @@
 """The Lambda code asset, built without Docker: ``pip install --target`` for the Lambda platform plus our packages.
 
 ``aws_lambda_python_alpha.PythonFunction`` always bundles in a container, and neither this machine nor most CI
-runners have Docker. The runtime dependencies (kafka-python, Powertools and theirs) are pure Python, so pip can
-fetch the wheels for the Lambda platform and Python version from any host. boto3 is left out: the Lambda
+runners have Docker. The runtime dependencies are pure Python (kafka-python, Powertools and theirs) or manylinux
+wheels for both Lambda architectures (crc32c), so pip can fetch them for the Lambda platform and Python version
+from any host. boto3 is left out: the Lambda
 runtime brings it. Each build is cached under ``build/lambda/<digest>`` where the digest covers the pinned
 requirements, the target platform and every source file, so an unchanged tree is never rebuilt and a changed
 one always is.
@@ -26,7 +27,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = PROJECT_ROOT / "build" / "lambda"
 # What the functions import besides the standard library and boto3; versions pinned to the dev environment's
 # so the code that passed the tests is the code that is deployed.
-DISTRIBUTIONS = ("kafka-python", "aws-lambda-powertools")
+DISTRIBUTIONS = ("kafka-python", "aws-lambda-powertools", "crc32c")
 PACKAGES = ("shared", "functions")
 _PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 _MARKER = ".smm-asset.json"

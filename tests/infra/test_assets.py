@@ -70,7 +70,10 @@ def test_the_deployed_asset_has_the_code_and_the_dependencies_but_not_boto3() ->
     ):
         assert (asset / path).exists(), path
     assert not (asset / "boto3").exists() and not (asset / "botocore").exists()
-    assert not list(asset.rglob("__pycache__")) and not list(asset.rglob("*.so"))  # pure Python: any CPU
+    assert not list(asset.rglob("__pycache__"))
+    # the only native code is crc32c, built for the Lambda architecture
+    assert {p.relative_to(asset).parts[0] for p in asset.rglob("*.so")} == {"crc32c"}
+    assert all("aarch64" in p.name for p in asset.rglob("*.so"))
     marker = json.loads((asset / ".smm-asset.json").read_text())
     assert marker["requirements"] == list(assets.pinned_requirements())
     assert assets.build(spec) == asset  # cached: same inputs, same directory
