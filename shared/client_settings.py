@@ -3,10 +3,14 @@
 A user brings the client keys MM2 uses (``A.security.protocol``, ``A.producer.linger.ms``, ...); this table says
 which ones this runtime understands and how each becomes a kafka-python argument. Anything else is rejected
 by the config parser with the list of what is allowed.
+
+The passwords these settings carry must not reach a log: kafka-python's admin client logs its whole
+configuration at DEBUG, so importing this module puts a filter on that logger which hides them.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -153,3 +157,31 @@ def to_kafka_python(raw: Mapping[str, str], table: Mapping[str, ClientKey]) -> d
         elif spec.python_name is not None:
             out[spec.python_name] = converted
     return out
+
+
+# kafka-python arguments whose values are secrets.
+SECRET_ARGUMENTS = frozenset({"sasl_plain_password", "ssl_password"})
+HIDDEN = "[hidden]"
+
+
+def hide_secrets(value: Any) -> Any:
+    """A copy of ``value`` (kafka-python settings, or a tuple of log arguments) with secret values hidden."""
+    if isinstance(value, Mapping):
+        return {k: HIDDEN if k in SECRET_ARGUMENTS and v is not None else v for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(hide_secrets(v) if isinstance(v, Mapping) else v for v in value)
+    return value
+
+
+class HideSecretsFilter(logging.Filter):
+    """Replaces secret values in a record's arguments (a copy: the arguments may be a client's live config)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = hide_secrets(record.args)
+        return True
+
+
+# Loggers known to log client configurations (found by reading kafka-python 3.0.12; see tests/kafka/test_secured).
+for _name in ("kafka.admin.client",):
+    logging.getLogger(_name).addFilter(HideSecretsFilter())

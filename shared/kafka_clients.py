@@ -6,6 +6,8 @@ Everything else asks this module for topics, partitions and offsets, so the clie
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from kafka.errors import (
     InvalidReplicationFactorError,
     KafkaError,
     KafkaTimeoutError,
+    SaslAuthenticationFailedError,
     TopicAlreadyExistsError,
 )
 from kafka.serializer import Serializer
@@ -28,6 +31,13 @@ from shared.record_producers import ConfluentProducer, KafkaPythonProducer, Reco
 
 class ClusterError(RuntimeError):
     """A cluster refused or could not do what was asked; the message names the cluster and the fix."""
+
+
+class ClusterAuthenticationError(ClusterError):
+    """The cluster refused the client's credentials or certificate (or its certificate is not trusted).
+
+    Trying again with the same settings cannot help, unlike a cluster that is not up yet.
+    """
 
 
 @dataclass(frozen=True)
@@ -260,16 +270,90 @@ def _topic_configs(admin: KafkaAdminClient, topic: str) -> dict[str, str]:
 
 
 def _connect(alias: str, factory: Any, settings: dict[str, Any]) -> Any:
+    """``factory(**settings)``, or a ClusterError saying which cluster failed, how it was reached, and why.
+
+    kafka-python retries refused credentials and failed TLS handshakes until its bootstrap timeout and then
+    reports only a timeout; the reason is in its log records, so they are watched during the attempt.
+    """
+    failures = _ConnectFailures(f"kafka-io-{settings.get('client_id')}")
+    kafka_logger = logging.getLogger("kafka")
+    kafka_logger.addHandler(failures)
     try:
         return factory(**settings)
     except KafkaTimeoutError:
-        servers = ",".join(settings.get("bootstrap_servers", []))
-        raise ClusterError(
-            f"cluster {alias!r} is unreachable at {servers} "
-            f"(security.protocol={settings.get('security_protocol', 'PLAINTEXT')}); "
-            "check its bootstrap.servers and that the brokers are up"
-        ) from None
+        raise _connect_error(alias, settings, failures.last) from None
     except KafkaError as exc:
-        mechanism = settings.get("sasl_mechanism")
-        how = f" with SASL mechanism {mechanism}" if mechanism else ""
-        raise ClusterError(f"cannot connect to cluster {alias!r}{how}: {type(exc).__name__}: {exc}") from None
+        raise _connect_error(alias, settings, exc) from None
+    finally:
+        kafka_logger.removeHandler(failures)
+
+
+class _ConnectFailures(logging.Handler):
+    """Keeps the last connection error that kafka-python's IO thread of one client logged."""
+
+    def __init__(self, thread_name: str) -> None:
+        super().__init__(logging.WARNING)
+        self.thread_name = thread_name
+        self.last: BaseException | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.threadName != self.thread_name or not isinstance(record.args, tuple):
+            return
+        for arg in record.args:
+            # A refused login outranks the "socket disconnected" that follows it; the final timeout says nothing.
+            if (
+                isinstance(arg, BaseException)
+                and not isinstance(arg, KafkaTimeoutError)
+                and not isinstance(self.last, SaslAuthenticationFailedError)
+            ):
+                self.last = arg
+
+
+_CLIENT_CERT_REFUSED = ("ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_UNKNOWN", "CERTIFICATE_REQUIRED", "UNKNOWN_CA")
+
+
+def _connect_error(alias: str, settings: Mapping[str, Any], cause: BaseException | None) -> ClusterError:
+    """The error for a failed connection: cluster, address, protocol and mechanism, reason, what to check.
+
+    Only setting names and the client library's reason appear, never a credential.
+    """
+    servers = ",".join(settings.get("bootstrap_servers", []))
+    protocol = settings.get("security_protocol", "PLAINTEXT")
+    mechanism = settings.get("sasl_mechanism")
+    reason = "no answer" if cause is None else str(cause) if isinstance(cause, KafkaError) else repr(cause)
+    where = f"cluster {alias!r} at {servers} (security.protocol={protocol}"
+    where += f", sasl.mechanism={mechanism})" if mechanism and protocol.startswith("SASL_") else ")"
+    if isinstance(cause, SaslAuthenticationFailedError):
+        return ClusterAuthenticationError(
+            f"cannot log in to {where}: the broker refused the {mechanism} credentials ({reason}); "
+            f"check the username and password of {alias}.sasl.jaas.config or of its secret"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in reason:
+        return ClusterAuthenticationError(
+            f"cannot connect to {where}: TLS handshake failed, the broker's certificate is not trusted ({reason}); "
+            f"check {alias}.ssl.truststore.location"
+        )
+    if any(code in reason for code in _CLIENT_CERT_REFUSED):
+        return ClusterAuthenticationError(
+            f"cannot connect to {where}: the broker refused the client certificate of mutual TLS ({reason}); "
+            f"check {alias}.ssl.keystore.location and that its CA is one the broker trusts"
+        )
+    if _answers(settings.get("bootstrap_servers", [])):
+        login = f" or the {mechanism} login" if mechanism and protocol.startswith("SASL_") else ""
+        return ClusterError(
+            f"cannot connect to {where}: the broker answers, but the {protocol} handshake{login} failed ({reason}); "
+            f"check {alias}.security.protocol" + (f", {alias}.sasl.mechanism and the credentials" if login else "")
+        )
+    return ClusterError(f"{where} is unreachable ({reason}); check its bootstrap.servers and that the brokers are up")
+
+
+def _answers(servers: Iterable[str]) -> bool:
+    """True when a TCP connection to any bootstrap server opens: then the failure was in TLS, SASL or Kafka."""
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False

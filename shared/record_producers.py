@@ -192,7 +192,16 @@ _LIBRDKAFKA_RENAMES = {
     "ssl.keystore.location": "ssl.certificate.location",
     "max.request.size": "message.max.bytes",
 }
-_LIBRDKAFKA_DROPPED = {"ssl.truststore.type", "ssl.keystore.type", "ssl.truststore.password", "sasl.jaas.config"}
+# Set below from other keys (a PEM keystore's key password, the JAAS credentials) or meaningless to librdkafka.
+_LIBRDKAFKA_DROPPED = {
+    "ssl.truststore.type",
+    "ssl.keystore.type",
+    "ssl.truststore.password",
+    "ssl.keystore.password",
+    "ssl.key.password",
+    "sasl.jaas.config",
+    "buffer.memory",
+}
 
 
 def librdkafka_config(bootstrap: list[str], common: Mapping[str, str], producer: Mapping[str, str]) -> dict[str, Any]:
@@ -217,6 +226,13 @@ def librdkafka_config(bootstrap: list[str], common: Mapping[str, str], producer:
             config[_LIBRDKAFKA_RENAMES.get(key, key)] = value
     if "ssl.keystore.location" in settings:  # a PEM keystore holds the key and the certificate chain
         config["ssl.key.location"] = settings["ssl.keystore.location"]
+        # kafka-python takes either password for the key (ssl_password); librdkafka's ssl.keystore.password is
+        # for PKCS#12 files only.
+        key_password = settings.get("ssl.key.password") or settings.get("ssl.keystore.password")
+        if key_password:
+            config["ssl.key.password"] = key_password
+    if "buffer.memory" in settings:  # bytes in Java, KiB in librdkafka
+        config["queue.buffering.max.kbytes"] = max(1, int(settings["buffer.memory"]) // 1024)
     jaas = settings.get("sasl.jaas.config")
     if jaas is not None:
         options = client_settings.parse_jaas(jaas)

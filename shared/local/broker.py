@@ -3,12 +3,29 @@
 A broker runs detached in its own session so it outlives the ``smm local up`` that started it. Everything
 about it (config, data, log, pid, controller port) lives in one directory, so ``smm local down`` or a
 later ``up`` from another process finds it again.
+
+Secured clusters: when a loopback cluster's client settings in ``mm2.properties`` say ``security.protocol``
+``SASL_SSL``/``SASL_PLAINTEXT`` (``sasl.mechanism`` SCRAM-SHA-256 or -512, ``sasl.jaas.config`` with username and
+password) or ``SSL`` (mutual TLS when ``ssl.keystore.location`` is set), its broker's client listener asks for
+exactly that, next to a PLAINTEXT controller listener on loopback. ``ListenerSecurity`` reads those settings:
+
+* TLS material comes from ``shared.local.certs``: one CA per state dir (``<state dir>/tls``) and a broker
+  certificate for 127.0.0.1, ::1 and localhost, given to the broker inline as PEM (``ssl.keystore.type=PEM``).
+  The CA certificate is written to ``ssl.truststore.location`` and a client key and certificate (one PEM file,
+  encrypted with ``ssl.key.password`` if set) to ``ssl.keystore.location`` when those files are missing; files
+  already there must come from the same CA, or the start fails saying which file to delete.
+* The SCRAM user is created when the data directory is formatted (``StorageTool format --add-scram``, given a
+  salted password so the password itself is in no command line), so no plaintext door is needed. Credentials
+  changed later need a fresh data directory: the start then fails fast saying so.
+
+``server.properties`` then holds the broker's key and the SCRAM password, so it is written with mode 0600.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -20,11 +37,15 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shared.client_settings import parse_jaas
+from shared.local import certs
+
 if TYPE_CHECKING:
-    from shared.config import MirrorConfig
+    from shared.config import ClusterConfig, MirrorConfig
 
 LIBS_ENV = "SMM_KAFKA_LIBS"
 STATE_DIR_ENV = "SMM_LOCAL_DIR"
@@ -80,10 +101,73 @@ _ports_lock = threading.Lock()
 # Broker ports of this process's LocalBrokers: a controller port picked for one broker must not be the
 # (still unbound) client port of another broker that starts next to it.
 _claimed_ports: set[int] = set()
+SCRAM_MECHANISMS = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
+SCRAM_ITERATIONS = 4096  # Kafka's default and the minimum clients accept
+# Consecutive probes refused for bad credentials before the start gives up (one more than needed, in case the
+# first races the broker loading its SCRAM users).
+_AUTH_FAILURES_TO_GIVE_UP = 2
 
 
 class BrokerError(RuntimeError):
     """A local broker could not be set up, started or stopped; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ListenerSecurity:
+    """What a local broker's client listener asks of clients; read from the cluster's client settings."""
+
+    alias: str = ""
+    protocol: str = "PLAINTEXT"
+    mechanism: str | None = None
+    username: str = ""
+    password: str = field(default="", repr=False)
+    truststore: Path | None = None  # the CA certificate is written here if missing
+    keystore: Path | None = None  # set: mutual TLS; a client key and certificate are written here if missing
+    key_password: str | None = field(default=None, repr=False)
+    client: Mapping[str, Any] = field(default_factory=dict, repr=False)  # kafka-python settings (probe)
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @classmethod
+    def of(cls, cluster: ClusterConfig) -> ListenerSecurity:
+        """The listener a cluster's (already validated) settings describe; BrokerError for what a local one lacks."""
+        settings = cluster.client
+        alias = cluster.alias
+        protocol = settings.get("security.protocol", "PLAINTEXT").strip()
+        client = {k: v for k, v in cluster.kafka_python_settings("admin").items() if k != "bootstrap_servers"}
+        found: dict[str, Any] = {"alias": alias, "protocol": protocol, "client": client}
+        if protocol.startswith("SASL_"):
+            mechanism = settings.get("sasl.mechanism", "GSSAPI").strip()
+            if mechanism not in SCRAM_MECHANISMS:
+                raise BrokerError(
+                    f"{alias}.sasl.mechanism = {mechanism}: a local broker can check "
+                    f"{' and '.join(SCRAM_MECHANISMS)} only"
+                )
+            if "sasl.jaas.config" not in settings:
+                raise BrokerError(f"{alias}.sasl.jaas.config: missing; a local SASL cluster creates that user")
+            jaas = parse_jaas(settings["sasl.jaas.config"])
+            if "," in jaas["username"]:
+                raise BrokerError(f"{alias}.sasl.jaas.config: a local SCRAM user name cannot contain ','")
+            found.update(mechanism=mechanism, username=jaas["username"], password=jaas["password"])
+        if protocol in ("SSL", "SASL_SSL"):
+            truststore = settings.get("ssl.truststore.location", "").strip()
+            if not truststore:
+                raise BrokerError(
+                    f"{alias}.ssl.truststore.location: missing; a local {protocol} cluster writes its CA "
+                    "certificate there for clients to trust (a PEM file path)"
+                )
+            found["truststore"] = Path(truststore).expanduser().resolve()
+            keystore = settings.get("ssl.keystore.location", "").strip()
+            if keystore:
+                found["keystore"] = Path(keystore).expanduser().resolve()
+                found["key_password"] = settings.get("ssl.key.password") or settings.get("ssl.keystore.password")
+        return cls(**found)
 
 
 def kafka_libs() -> Path:
@@ -159,11 +243,14 @@ class LocalBroker:
         host: str = "127.0.0.1",
         *,
         extra_properties: Mapping[str, str] | None = None,
+        security: ListenerSecurity | None = None,
     ) -> None:
         self.alias = alias
         self.port = port
         self.host = host.strip("[]")
         self.extra_properties: dict[str, str] = dict(extra_properties or {})
+        self.security = security or ListenerSecurity(alias)
+        self._last_probe_error = ""
         self.dir = Path(state_dir).expanduser().resolve() / f"{alias}-{port}"
         self._proc: subprocess.Popen[bytes] | None = None
         with _ports_lock:
@@ -198,6 +285,11 @@ class LocalBroker:
     @property
     def controller_port_file(self) -> Path:
         return self.dir / "controller.port"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The broker's own certificate and key (PEM); the CA is one level up, shared by the state dir."""
+        return self.dir / "tls"
 
     def is_running(self) -> bool:
         """True when the port answers: a broker started elsewhere (no pid file here) still counts."""
@@ -235,7 +327,12 @@ class LocalBroker:
                 f"{self}: controller port {controller_port} (kept in {self.controller_port_file}) is in use "
                 f"by another process; free it, or delete {self.dir} to start this cluster afresh"
             )
-        self.properties_file.write_text(self._server_properties(controller_port), encoding="utf-8")
+        if self.security.tls:
+            try:
+                self._prepare_tls()
+            except certs.CertificateError as exc:
+                raise BrokerError(f"{self}: {exc}") from None
+        certs.write_private(self.properties_file, self._server_properties(controller_port))
         log4j = self.dir / "log4j2.properties"
         log4j.write_text(_LOG4J2, encoding="utf-8")
         logging_option = f"-Dlog4j2.configurationFile={log4j}"
@@ -298,19 +395,76 @@ class LocalBroker:
         self._proc = None
         return True
 
+    def _prepare_tls(self) -> None:
+        """The broker's certificate (made afresh each start), and the clients' files where the config names them."""
+        sec = self.security
+        ca = certs.authority(self.dir.parent / "tls")
+        broker = certs.issue(ca, f"smm-local-{self.alias}")
+        certs.write_private(self.tls_dir / "broker.pem", broker.chain)
+        certs.write_private(self.tls_dir / "broker-key.pem", broker.key)
+        if sec.truststore is not None:
+            if not sec.truststore.exists():
+                certs.write_private(sec.truststore, ca.pem())
+            elif ca.pem().strip() not in sec.truststore.read_text(encoding="ascii", errors="replace"):
+                raise BrokerError(
+                    f"{self}: {sec.alias}.ssl.truststore.location = {sec.truststore} does not hold the local CA "
+                    f"({ca.cert}); delete it to have it written again"
+                )
+        if sec.keystore is not None:
+            if not sec.keystore.exists():
+                client = certs.issue(
+                    ca, sec.username or f"smm-{sec.alias}-client", client_only=True, key_password=sec.key_password
+                )
+                certs.write_private(sec.keystore, client.key + client.chain)
+            elif not ca.issued(sec.keystore):
+                raise BrokerError(
+                    f"{self}: {sec.alias}.ssl.keystore.location = {sec.keystore} was not issued by the local CA "
+                    f"({ca.cert}); delete it to have a client key and certificate issued again"
+                )
+
+    def _listener_properties(self) -> dict[str, str]:
+        """The client listener's security settings (empty for PLAINTEXT)."""
+        sec = self.security
+        props: dict[str, str] = {}
+        if sec.tls:
+            props.update(
+                {
+                    "ssl.keystore.type": "PEM",
+                    "ssl.keystore.certificate.chain": (self.tls_dir / "broker.pem").read_text(encoding="ascii"),
+                    "ssl.keystore.key": (self.tls_dir / "broker-key.pem").read_text(encoding="ascii"),
+                    "ssl.truststore.type": "PEM",
+                    "ssl.truststore.location": str(self.dir.parent / "tls" / "ca.pem"),
+                    "ssl.client.auth": "required" if sec.keystore is not None else "none",
+                }
+            )
+        if sec.sasl and sec.mechanism is not None:
+            module = "org.apache.kafka.common.security.scram.ScramLoginModule"
+            login = f'{module} required username="{_jaas_quote(sec.username)}" password="{_jaas_quote(sec.password)}";'
+            props.update(
+                {
+                    "sasl.enabled.mechanisms": sec.mechanism,
+                    "sasl.mechanism.inter.broker.protocol": sec.mechanism,
+                    # The broker's own login, used if it connects to itself over the inter-broker listener.
+                    f"listener.name.{sec.protocol.lower()}.{sec.mechanism.lower()}.sasl.jaas.config": login,
+                }
+            )
+        return props
+
     def _server_properties(self, controller_port: int) -> str:
         host = _url_host(self.host)
+        listener = self.security.protocol
         props: dict[str, str] = {
             "process.roles": "broker,controller",
             "node.id": str(NODE_ID),
             "controller.quorum.bootstrap.servers": f"{host}:{controller_port}",
-            "listeners": f"PLAINTEXT://{host}:{self.port},CONTROLLER://{host}:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{host}:{self.port}",
+            "listeners": f"{listener}://{host}:{self.port},CONTROLLER://{host}:{controller_port}",
+            "advertised.listeners": f"{listener}://{host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": listener,
             "log.dirs": str(self.data_dir),
             **BROKER_DEFAULTS,
+            **self._listener_properties(),
         }
         lines = [f"# Written by smm local on every start of {self}; edits here are lost."]
         lines += [f"{_escape(k, key=True)}={_escape(v)}" for k, v in props.items()]
@@ -335,15 +489,37 @@ class LocalBroker:
             "-c",
             str(self.properties_file),
         ]
+        scram = self._scram_argument()
+        if scram:
+            command += ["--add-scram", scram]
         try:
             result = subprocess.run(command, cwd=self.dir, capture_output=True, text=True, timeout=120, check=False)
         except subprocess.TimeoutExpired:
             raise BrokerError(f"{self}: formatting {self.data_dir} did not finish within 120 s") from None
         if result.returncode != 0:
             output = _last_lines(result.stdout + result.stderr)
+            if scram:
+                output = output.replace(scram, "<--add-scram argument>")
             raise BrokerError(f"{self}: formatting {self.data_dir} failed (exit {result.returncode}):\n{output}")
 
+    def _scram_argument(self) -> str:
+        """``--add-scram`` for the SCRAM user, with the salted password (what the broker keeps), not the password.
+
+        The format tool splits its argument at commas, which a password may contain; base64 never does.
+        """
+        sec = self.security
+        if not sec.sasl or sec.mechanism not in SCRAM_MECHANISMS:
+            return ""
+        salt = os.urandom(32)
+        salted = hashlib.pbkdf2_hmac(SCRAM_MECHANISMS[sec.mechanism], sec.password.encode(), salt, SCRAM_ITERATIONS)
+        b64 = base64.b64encode
+        return (
+            f"{sec.mechanism}=[name={sec.username},salt={b64(salt).decode()},"
+            f"saltedpassword={b64(salted).decode()},iterations={SCRAM_ITERATIONS}]"
+        )
+
     def _wait_ready(self, deadline: float, timeout: float, proc: subprocess.Popen[bytes] | None) -> None:
+        auth_failures = 0
         while True:
             if proc is not None and proc.poll() is not None:
                 raise BrokerError(
@@ -352,33 +528,64 @@ class LocalBroker:
                 )
             if proc is None and self._live_pid() is None:
                 raise BrokerError(f"{self}: stopped while starting; see {self.log_file}:\n{self._log_tail()}")
-            if self.is_running() and self._cluster_answers():
-                return
+            if self.is_running():
+                try:
+                    if self._cluster_answers():
+                        return
+                    auth_failures = 0
+                except _AuthenticationFailed as exc:
+                    auth_failures += 1
+                    if auth_failures >= _AUTH_FAILURES_TO_GIVE_UP:
+                        raise BrokerError(f"{self}: {exc}{self._credentials_hint()}") from None
             if time.monotonic() >= deadline:
+                probe = f"; last probe: {self._last_probe_error}" if self._last_probe_error else ""
                 raise BrokerError(
-                    f"{self}: not ready within {timeout:g} s; last lines of {self.log_file}:\n{self._log_tail()}"
+                    f"{self}: not ready within {timeout:g} s{probe}{self._credentials_hint()}\n"
+                    f"last lines of {self.log_file}:\n{self._log_tail()}"
                 )
             time.sleep(_POLL_SECONDS)
 
     def _cluster_answers(self) -> bool:
-        """The port opens before the broker serves requests; an unfenced broker in the cluster means it does."""
+        """The port opens before the broker serves requests; an unfenced broker in the cluster means it does.
+
+        Raises ``_AuthenticationFailed`` when the broker answers but refuses the credentials or certificate;
+        any other failure only means "not ready yet" and is kept for the timeout message.
+        """
         from kafka import KafkaAdminClient
 
+        from shared.kafka_clients import ClusterAuthenticationError, ClusterError, _connect
+
         try:
-            admin = KafkaAdminClient(**self._probe_settings())
-        except Exception:  # any failure here only means "not ready yet"
+            admin = _connect(self.alias, KafkaAdminClient, self._probe_settings())
+        except ClusterAuthenticationError as exc:
+            raise _AuthenticationFailed(str(exc)) from None
+        except ClusterError as exc:
+            self._last_probe_error = str(exc)
+            return False
+        except Exception as exc:  # whatever else a half-started broker provokes: not ready yet
+            self._last_probe_error = f"{type(exc).__name__}: {exc}"
             return False
         try:
             cluster: dict[str, Any] = admin.describe_cluster()
             return any(not b.get("is_fenced", False) for b in cluster.get("brokers") or ())
-        except Exception:
+        except Exception as exc:
+            self._last_probe_error = f"{type(exc).__name__}: {exc}"
             return False
         finally:
             admin.close()
 
+    def _credentials_hint(self) -> str:
+        if not self.security.sasl:
+            return ""
+        return (
+            f". The SCRAM user of {self.alias}.sasl.jaas.config was created when {self.data_dir} was formatted; "
+            f"if the credentials changed since, stop the broker and delete {self.dir} to format it again"
+        )
+
     def _probe_settings(self) -> dict[str, Any]:
-        # One place to add security settings once SASL/TLS listeners exist.
+        """The cluster's own client settings (security included), with short timeouts."""
         return {
+            **self.security.client,
             "bootstrap_servers": [self.bootstrap],
             "client_id": "smm-local-probe",
             "bootstrap_timeout_ms": 3000,
@@ -452,6 +659,10 @@ class LocalBroker:
         return tail
 
 
+class _AuthenticationFailed(Exception):
+    """The broker answered and refused the probe's credentials."""
+
+
 def default_state_dir() -> Path:
     return Path(os.environ.get(STATE_DIR_ENV) or ".smm-local")
 
@@ -470,7 +681,7 @@ def brokers_for(config: MirrorConfig, state_dir: Path) -> list[LocalBroker]:
         host, _, port = cluster.bootstrap_servers[0].rpartition(":")
         # Two aliases for one cluster (same port) share one broker.
         if int(port) not in brokers:
-            brokers[int(port)] = LocalBroker(alias, int(port), state_dir, host)
+            brokers[int(port)] = LocalBroker(alias, int(port), state_dir, host, security=ListenerSecurity.of(cluster))
     return list(brokers.values())
 
 
@@ -502,6 +713,11 @@ def _each(brokers: list[LocalBroker], action: Callable[[LocalBroker], bool]) -> 
     if errors:
         raise BrokerError("\n".join(errors))
     return results
+
+
+def _jaas_quote(value: str) -> str:
+    """A value inside a double-quoted JAAS option."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _url_host(host: str) -> str:
