@@ -191,6 +191,7 @@ _LIBRDKAFKA_RENAMES = {
     "ssl.truststore.location": "ssl.ca.location",
     "ssl.keystore.location": "ssl.certificate.location",
     "max.request.size": "message.max.bytes",
+    "fetch.max.wait.ms": "fetch.wait.max.ms",
 }
 # Set below from other keys (a PEM keystore's key password, the JAAS credentials) or meaningless to librdkafka.
 _LIBRDKAFKA_DROPPED = {
@@ -201,26 +202,32 @@ _LIBRDKAFKA_DROPPED = {
     "ssl.key.password",
     "sasl.jaas.config",
     "buffer.memory",
+    "max.poll.records",  # a consumer's batch is the caller's business in librdkafka
+}
+PRODUCER_DEFAULTS: Mapping[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 5,
+    "batch.size": 1024 * 1024,
+    "message.max.bytes": 8 * 1024 * 1024,
+    "queue.buffering.max.messages": 200_000,
 }
 
 
-def librdkafka_config(bootstrap: list[str], common: Mapping[str, str], producer: Mapping[str, str]) -> dict[str, Any]:
-    """A librdkafka producer configuration from the cluster's (validated) Java-named settings."""
-    settings = {**common, **producer}
+def librdkafka_config(
+    bootstrap: list[str],
+    common: Mapping[str, str],
+    role: Mapping[str, str],
+    defaults: Mapping[str, Any] = PRODUCER_DEFAULTS,
+) -> dict[str, Any]:
+    """A librdkafka configuration from the cluster's (validated) Java-named settings and a role's defaults."""
+    settings = {**common, **role}
     if settings.get("sasl.mechanism") == "AWS_MSK_IAM":
         raise ValueError(
             "smm.producer.backend=confluent-kafka does not support sasl.mechanism=AWS_MSK_IAM; "
             "use smm.producer.backend=kafka-python for MSK IAM clusters"
         )
-    config: dict[str, Any] = {
-        "bootstrap.servers": ",".join(bootstrap),
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "batch.size": 1024 * 1024,
-        "message.max.bytes": 8 * 1024 * 1024,
-        "queue.buffering.max.messages": 200_000,
-    }
+    config: dict[str, Any] = {"bootstrap.servers": ",".join(bootstrap), **defaults}
     for key, value in settings.items():
         if key not in _LIBRDKAFKA_DROPPED:
             config[_LIBRDKAFKA_RENAMES.get(key, key)] = value

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from aws_lambda_powertools.metrics import EphemeralMetrics
-from kafka import OffsetAndMetadata, TopicPartition
 
 from functions.config_sync.esm import EsmMapping, EsmReconciler
 from functions.mirror.handler import Handler, build_handler
@@ -32,6 +31,7 @@ from shared.config import FlowConfig, MirrorConfig
 from shared.esm_event import SourceRecord, build_event
 from shared.kafka_clients import KafkaClients
 from shared.local import schedule
+from shared.local.esm_consumers import EsmConsumer, esm_consumer
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 MAX_BACKOFF_SECONDS = 10.0
@@ -112,21 +112,8 @@ class TopicPoller(threading.Thread):
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
     def _consume(self, backoff: float) -> None:
-        settings = self.flow.settings
-        consumer = self.clients.consumer(
-            self.flow.source,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest" if settings.starting_position == "TRIM_HORIZON" else "latest",
-            max_poll_records=settings.batch_size,
-            metadata_max_age_ms=5000,
-        )
+        consumer = esm_consumer(self.clients, self.flow, self.topic)
         try:
-            # Metadata first: kafka-python can join the group before its first metadata response names the
-            # topic, take an empty assignment, and then miss the update that should trigger a rebalance (seen
-            # with several consumers starting at once). A consumer that knows the partitions gets them at once.
-            consumer.partitions_for_topic(self.topic)
-            consumer.subscribe([self.topic])
             servers = list(self.clients.config.cluster(self.flow.source).bootstrap_servers)
             while not self.stopping.is_set():
                 batch = self._next_batch(consumer)
@@ -137,19 +124,19 @@ class TopicPoller(threading.Thread):
                     report = self.handler(event, self.context)
                 except Exception as exc:  # the ESM retries whatever the handler raised
                     self.on_failure(exc)
-                    _rewind(consumer, batch)
+                    consumer.rewind(batch)
                     self.stopping.wait(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                     continue
                 finally:
                     self.metrics.clear_metrics()
                 backoff = 0.5
-                consumer.commit(_next_offsets(batch))
+                consumer.commit(batch)
                 self.on_report(report)
         finally:
-            consumer.close(autocommit=False)
+            consumer.close()
 
-    def _next_batch(self, consumer: Any) -> list[SourceRecord]:
+    def _next_batch(self, consumer: EsmConsumer) -> list[SourceRecord]:
         """Records until the batch size, the batching window or the payload cap is reached."""
         settings = self.flow.settings
         deadline = time.monotonic() + max(settings.batching_window_ms, 100) / 1000
@@ -159,52 +146,20 @@ class TopicPoller(threading.Thread):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            polled = consumer.poll(timeout_ms=int(remaining * 1000), max_records=settings.batch_size - len(batch))
-            fetched = [_source_record(r) for records in polled.values() for r in records]
+            fetched = consumer.poll_records(remaining, settings.batch_size - len(batch))
             for i, record in enumerate(fetched):
                 # base64 grows payloads by 4/3; stop before the invocation would exceed Lambda's cap
                 encoded = record.size * 4 // 3 + 200
                 if batch and payload + encoded > MAX_PAYLOAD_BYTES:
-                    _rewind(consumer, fetched[i:])
+                    consumer.rewind(fetched[i:])
                     return _in_order(batch)
                 payload += encoded
                 batch.append(record)
         return _in_order(batch)
 
 
-def _source_record(r: Any) -> SourceRecord:
-    return SourceRecord(
-        topic=r.topic,
-        partition=r.partition,
-        offset=r.offset,
-        timestamp=r.timestamp,
-        timestamp_type="LOG_APPEND_TIME" if r.timestamp_type == 1 else "CREATE_TIME",
-        key=r.key,
-        value=r.value,
-        headers=[(k, v if v is not None else b"") for k, v in (r.headers or [])],
-    )
-
-
 def _in_order(batch: list[SourceRecord]) -> list[SourceRecord]:
     return sorted(batch, key=lambda r: (r.partition, r.offset))
-
-
-def _rewind(consumer: Any, records: list[SourceRecord]) -> None:
-    """Seek every partition of ``records`` back to its first record, so the batch is read again."""
-    first: dict[TopicPartition, int] = {}
-    for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        first[tp] = min(first.get(tp, r.offset), r.offset)
-    for tp, offset in first.items():
-        consumer.seek(tp, offset)
-
-
-def _next_offsets(batch: list[SourceRecord]) -> dict[TopicPartition, OffsetAndMetadata]:
-    last: dict[TopicPartition, int] = {}
-    for r in batch:
-        tp = TopicPartition(r.topic, r.partition)
-        last[tp] = max(last.get(tp, -1), r.offset)
-    return {tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()}
 
 
 class FlowRunner(EsmReconciler):

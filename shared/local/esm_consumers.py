@@ -1,0 +1,165 @@
+"""The emulated event-source mapping's consumer: what Lambda's pollers do, with either client library.
+
+An ESM reads one topic in one consumer group, hands records over as they were fetched, re-reads a batch the
+function failed, and commits only what the function finished. The emulator uses the library the flow's
+``smm.producer.backend`` names: librdkafka fetches and decodes in C, so a local run is not limited by a pure-Python
+consumer (in AWS this part is Lambda's own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from kafka import OffsetAndMetadata, TopicPartition
+
+from shared.config import FlowConfig
+from shared.esm_event import SourceRecord
+from shared.kafka_clients import KafkaClients
+from shared.record_producers import librdkafka_config
+
+CONSUMER_DEFAULTS = {"enable.auto.commit": False, "enable.partition.eof": False}
+
+
+class EsmConsumer(Protocol):
+    def poll_records(self, timeout: float, max_records: int) -> list[SourceRecord]: ...
+
+    def rewind(self, records: Sequence[SourceRecord]) -> None:
+        """Read ``records`` (and what follows them) again: each partition back to its first offset here."""
+        ...
+
+    def commit(self, records: Sequence[SourceRecord]) -> None:
+        """Commit the offset after the last of ``records`` in each partition."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _first_offsets(records: Sequence[SourceRecord]) -> dict[tuple[str, int], int]:
+    first: dict[tuple[str, int], int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        first[key] = min(first.get(key, r.offset), r.offset)
+    return first
+
+
+def _next_offsets(records: Sequence[SourceRecord]) -> dict[tuple[str, int], int]:
+    last: dict[tuple[str, int], int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        last[key] = max(last.get(key, -1), r.offset)
+    return {key: offset + 1 for key, offset in last.items()}
+
+
+class KafkaPythonEsmConsumer:
+    """kafka-python's consumer (no native code: the default, and what runs anywhere Python runs)."""
+
+    def __init__(self, clients: KafkaClients, flow: FlowConfig, topic: str) -> None:
+        settings = flow.settings
+        self._consumer = clients.consumer(
+            flow.source,
+            group_id=flow.consumer_group_id(topic),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if settings.starting_position == "TRIM_HORIZON" else "latest",
+            max_poll_records=settings.batch_size,
+            metadata_max_age_ms=5000,
+        )
+        # Metadata first: kafka-python can join the group before its first metadata response names the topic,
+        # take an empty assignment, and then miss the update that should trigger a rebalance (seen with several
+        # consumers starting at once). A consumer that knows the partitions gets them at once.
+        self._consumer.partitions_for_topic(topic)
+        self._consumer.subscribe([topic])
+
+    def poll_records(self, timeout: float, max_records: int) -> list[SourceRecord]:
+        polled = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        return [_from_kafka_python(r) for records in polled.values() for r in records]
+
+    def rewind(self, records: Sequence[SourceRecord]) -> None:
+        for (topic, partition), offset in _first_offsets(records).items():
+            self._consumer.seek(TopicPartition(topic, partition), offset)
+
+    def commit(self, records: Sequence[SourceRecord]) -> None:
+        offsets = _next_offsets(records)
+        self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+def _from_kafka_python(r: Any) -> SourceRecord:
+    return SourceRecord(
+        r.topic,
+        r.partition,
+        r.offset,
+        r.timestamp,
+        "LOG_APPEND_TIME" if r.timestamp_type == 1 else "CREATE_TIME",
+        r.key,
+        r.value,
+        [(k, v if v is not None else b"") for k, v in (r.headers or [])],
+    )
+
+
+class ConfluentEsmConsumer:
+    """librdkafka's consumer: fetching, decompression and checksums in C."""
+
+    def __init__(self, clients: KafkaClients, flow: FlowConfig, topic: str) -> None:
+        from confluent_kafka import Consumer
+
+        cluster = clients.config.cluster(flow.source)
+        defaults = {
+            **CONSUMER_DEFAULTS,
+            "group.id": flow.consumer_group_id(topic),
+            "auto.offset.reset": "earliest" if flow.settings.starting_position == "TRIM_HORIZON" else "latest",
+            "client.id": f"smm-esm-{flow.name}-{topic}",
+        }
+        config = librdkafka_config(
+            list(cluster.bootstrap_servers), cluster.client, cluster.roles.get("consumer", {}), defaults
+        )
+        self._consumer = Consumer(config)
+        self._consumer.subscribe([topic])
+
+    def poll_records(self, timeout: float, max_records: int) -> list[SourceRecord]:
+        records: list[SourceRecord] = []
+        messages: list[Any] = self._consumer.consume(num_messages=max_records, timeout=timeout)
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal() or not error.retriable():
+                    raise RuntimeError(f"consumer error on {message.topic()}-{message.partition()}: {error}")
+                continue
+            kind, timestamp = message.timestamp()
+            records.append(
+                SourceRecord(
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    timestamp,
+                    "LOG_APPEND_TIME" if kind == 2 else "CREATE_TIME",
+                    message.key(),
+                    message.value(),
+                    [(k, v if v is not None else b"") for k, v in (message.headers() or [])],
+                )
+            )
+        return records
+
+    def rewind(self, records: Sequence[SourceRecord]) -> None:
+        from confluent_kafka import TopicPartition as ConfluentPartition
+
+        for (topic, partition), offset in _first_offsets(records).items():
+            self._consumer.seek(ConfluentPartition(topic, partition, offset))
+
+    def commit(self, records: Sequence[SourceRecord]) -> None:
+        from confluent_kafka import TopicPartition as ConfluentPartition
+
+        offsets = [ConfluentPartition(t, p, o) for (t, p), o in _next_offsets(records).items()]
+        self._consumer.commit(offsets=offsets, asynchronous=False)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def esm_consumer(clients: KafkaClients, flow: FlowConfig, topic: str) -> EsmConsumer:
+    """The consumer an emulated ESM of ``flow`` uses for ``topic``."""
+    if flow.settings.producer_backend == "confluent-kafka":
+        return ConfluentEsmConsumer(clients, flow, topic)
+    return KafkaPythonEsmConsumer(clients, flow, topic)
