@@ -255,55 +255,38 @@ def measure_limit(bootstrap: str, workload: Workload, work: Path) -> Run:
     return run
 
 
+def _flow_properties(servers: dict[str, str]) -> list[str]:
+    """The src->dst flow both mirrors run: same topics, single-broker replication factors."""
+    return [
+        "clusters = src, dst",
+        f"src.bootstrap.servers = {servers['src']}",
+        f"dst.bootstrap.servers = {servers['dst']}",
+        "src->dst.enabled = true",
+        f"src->dst.topics = {TOPIC}, {LATENCY_TOPIC}",
+        "replication.factor = 1",
+        "checkpoints.topic.replication.factor = 1",
+        "heartbeats.topic.replication.factor = 1",
+        "offset-syncs.topic.replication.factor = 1",
+        "sync.topic.acls.enabled = false",
+        "refresh.topics.interval.seconds = 5",
+    ]
+
+
 def _mm2_properties(work: Path, servers: dict[str, str]) -> Path:
     path = work / "mm2-reference.properties"
-    path.write_text(
-        "\n".join(
-            [
-                "clusters = src, dst",
-                f"src.bootstrap.servers = {servers['src']}",
-                f"dst.bootstrap.servers = {servers['dst']}",
-                "src->dst.enabled = true",
-                f"src->dst.topics = {TOPIC}, {LATENCY_TOPIC}",
-                "replication.factor = 1",
-                "checkpoints.topic.replication.factor = 1",
-                "heartbeats.topic.replication.factor = 1",
-                "offset-syncs.topic.replication.factor = 1",
-                "offset.storage.replication.factor = 1",
-                "status.storage.replication.factor = 1",
-                "config.storage.replication.factor = 1",
-                "sync.topic.acls.enabled = false",
-                "refresh.topics.interval.seconds = 5",
-            ]
-        )
-        + "\n"
-    )
+    connect = [f"{name}.storage.replication.factor = 1" for name in ("offset", "status", "config")]
+    path.write_text("\n".join([*_flow_properties(servers), *connect]) + "\n")
     return path
 
 
 def _smm_properties(work: Path, servers: dict[str, str], backend: str) -> Path:
     path = work / f"smm-{backend}.properties"
-    path.write_text(
-        "\n".join(
-            [
-                "clusters = src, dst",
-                f"src.bootstrap.servers = {servers['src']}",
-                f"dst.bootstrap.servers = {servers['dst']}",
-                "src->dst.enabled = true",
-                f"src->dst.topics = {TOPIC}, {LATENCY_TOPIC}",
-                "replication.factor = 1",
-                "checkpoints.topic.replication.factor = 1",
-                "heartbeats.topic.replication.factor = 1",
-                "offset-syncs.topic.replication.factor = 1",
-                "sync.topic.acls.enabled = false",
-                "refresh.topics.interval.seconds = 5",
-                f"smm.batch.size = {LAMBDA_MAX_BATCH}",
-                "smm.batching.window.ms = 100",
-                f"smm.producer.backend = {backend}",
-            ]
-        )
-        + "\n"
-    )
+    lambda_like = [
+        f"smm.batch.size = {LAMBDA_MAX_BATCH}",
+        "smm.batching.window.ms = 100",
+        f"smm.producer.backend = {backend}",
+    ]
+    path.write_text("\n".join([*_flow_properties(servers), *lambda_like]) + "\n")
     return path
 
 
