@@ -61,6 +61,7 @@ class FlowTotals:
     mirrored: int = 0
     bytes: int = 0
     skipped: int = 0
+    dead_lettered: int = 0
     gaps: int = 0
     failures: int = 0
     topics: set[str] = field(default_factory=set)
@@ -71,6 +72,7 @@ class FlowTotals:
         self.mirrored += report["mirrored"]
         self.bytes += report["bytes"]
         self.skipped += sum(report["skipped"].values())
+        self.dead_lettered += report["deadLettered"]
         self.gaps += report["gaps"]
 
 
@@ -282,7 +284,8 @@ def _progress(runners: list[FlowRunner], tasks: list[schedule.TaskThread], out: 
         rate = t.mirrored / elapsed if elapsed > 0 else 0.0
         print(
             f"[{elapsed:6.1f}s] {r.flow.name}: {len(t.topics)} topic(s), {t.mirrored} records mirrored "
-            f"({t.bytes} bytes, {rate:.0f} rec/s), {t.skipped} skipped, {t.gaps} gaps, {t.failures} failed batches",
+            f"({t.bytes} bytes, {rate:.0f} rec/s), {t.skipped} skipped, {t.dead_lettered} dead-lettered, "
+            f"{t.gaps} gaps, {t.failures} failed batches",
             file=out,
             flush=True,
         )
