@@ -1,0 +1,492 @@
+"""Helpers for the fault-injection suite (``test_faults``): workloads, faults, and the lost/duplicated tally.
+
+Every record a workload produces has a unique value (``topic/partition/n``), so comparing source and target
+tells a lost record from a duplicated one and shows whether first occurrences kept the source's order.
+Source and target are read with ``read_committed``, which is what an exactly-once mode will need and changes
+nothing for at-least-once (whose mirror writes no transactions).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+
+from functions.mirror.mirror import BatchReport, Mirror
+from shared import config
+from shared.config import FlowConfig, MirrorConfig
+from shared.esm_event import SourceRecord
+from shared.formats import OffsetSync
+from shared.kafka_clients import KafkaClients
+from shared.kafka_groups import TopicRecord, read_topic
+from shared.record_producers import KafkaPythonProducer
+from tests.kafka.support import SINGLE_BROKER, run_flows
+
+# Delivery modes the suite runs in, with the flow settings each needs. Exactly-once joins as
+# ``"exactly-once": {"exactly.once.source.support": "enabled"}`` once the mirror supports it; the tally then
+# also requires duplicated == 0 (``FaultResult.check``).
+MODES: dict[str, dict[str, str]] = {"at-least-once": {}}
+EXACTLY_ONCE = "exactly-once"
+POLL_SECONDS = 0.25
+SMM = Path(sys.executable).with_name("smm")
+
+
+# --- configuration ---------------------------------------------------------------------------------------
+
+
+def properties(clusters: Mapping[str, str], flows: Mapping[str, str], **settings: str) -> dict[str, str]:
+    """An mm2.properties map over ``clusters`` (alias -> bootstrap) with ``flows`` (``"A->B": topics``) enabled."""
+    props = {"clusters": ", ".join(clusters), **SINGLE_BROKER}
+    props.update({f"{alias}.bootstrap.servers": bootstrap for alias, bootstrap in clusters.items()})
+    for flow, topics in flows.items():
+        props[f"{flow}.enabled"] = "true"
+        props[f"{flow}.topics"] = topics
+    props.update(settings)
+    return props
+
+
+def write_properties(path: Path, props: Mapping[str, str]) -> MirrorConfig:
+    """Write ``props`` as an mm2.properties file for ``smm run`` and return the configuration it holds.
+
+    Backslashes are escapes in .properties files, so a regex's ``\\.`` is written as ``\\\\.``.
+    """
+    escaped = {key: value.replace("\\", "\\\\") for key, value in props.items()}
+    path.write_text("".join(f"{key} = {value}\n" for key, value in escaped.items()), encoding="utf-8")
+    return config.load(path)
+
+
+# --- waiting ---------------------------------------------------------------------------------------------
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float, explain: Callable[[], str] = str) -> float:
+    """Poll ``check`` until it holds; returns the seconds it took, or fails naming ``what`` and ``explain()``.
+
+    A check that cannot reach a cluster (one coming back from an outage, say) has simply not passed yet.
+    """
+    started = time.monotonic()
+    error = ""
+    while True:
+        try:
+            if check():
+                return time.monotonic() - started
+        except KafkaError as exc:
+            error = f"last error: {type(exc).__name__}: {exc}\n"
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout:g} s\n{error}{explain()}")
+        time.sleep(POLL_SECONDS)
+
+
+def lag(clients: KafkaClients, flow: FlowConfig, topics: Iterable[str]) -> dict[TopicPartition, tuple[int, int]]:
+    """Source partitions the flow's ESM groups have not committed to the end: tp -> (committed, end)."""
+    behind: dict[TopicPartition, tuple[int, int]] = {}
+    for topic in topics:
+        info = clients.topic_info(flow.source, topic, refresh=True)
+        tps = [TopicPartition(topic, p) for p in range(info.partitions if info else 0)]
+        committed = clients.committed_offsets(flow.source, flow.consumer_group_id(topic))
+        for tp, end in clients.latest_offsets(flow.source, tps).items():
+            if committed.get(tp, 0) < end:
+                behind[tp] = (committed.get(tp, 0), end)
+    return behind
+
+
+def wait_drained(
+    clients: KafkaClients, flow: FlowConfig, topics: Iterable[str], timeout: float, explain: Callable[[], str] = str
+) -> float:
+    """Until the flow has mirrored and committed every record of ``topics`` (the handler acks before commits)."""
+    topics = list(topics)
+
+    def why() -> str:
+        try:
+            behind = lag(clients, flow, topics)
+        except KafkaError as exc:
+            return f"cannot read offsets: {exc}\n{explain()}"
+        text = ", ".join(f"{tp.topic}-{tp.partition}: {c}/{e}" for tp, (c, e) in sorted(behind.items()))
+        groups = "\n".join(group_members(clients, flow.source, flow.consumer_group_id(t)) for t in topics)
+        return f"committed/end per partition: {text}\n{groups}\n{explain()}"
+
+    return wait_until(f"flow {flow.name} drained {topics}", lambda: not lag(clients, flow, topics), timeout, why)
+
+
+def group_members(clients: KafkaClients, alias: str, group: str) -> str:
+    """A consumer group's state and who holds which partitions: why an emulated ESM is not consuming."""
+    try:
+        info = clients.admin(alias).describe_groups([group])[group]
+    except KafkaError as exc:
+        return f"group {group}: cannot describe it: {exc}"
+    members = [f"{m.get('member_id')}: {m.get('member_assignment')}" for m in info.get("members") or ()]
+    return f"group {group}: {info.get('group_state')}, members {members or 'none'}"
+
+
+# --- workloads -------------------------------------------------------------------------------------------
+
+
+class SteadyProducer:
+    """Numbered records, round-robin over the partitions of ``topics``, at ``rate`` per second in a thread.
+
+    A fault then strikes a flow in motion rather than a finished backlog. ``stop`` flushes and fails if any
+    send failed, so "produced" is exactly what the source holds.
+    """
+
+    def __init__(self, bootstrap: str, topics: Mapping[str, int], rate: float, total: int | None = None) -> None:
+        self.rate = rate
+        self.total = total
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+        self._partitions = dict(topics)
+        self._next: Counter[tuple[str, int]] = Counter()
+        self._futures: list[Any] = []
+        self._sent = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="steady-producer", daemon=True)
+
+    def __enter__(self) -> SteadyProducer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._producer.close(timeout=10)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.is_set() and (self.total is None or self._sent < self.total):
+            due = int((time.monotonic() - started) * self.rate)
+            if self.total is not None:
+                due = min(due, self.total)
+            with self._lock:
+                targets = [(t, p) for t, n in self._partitions.items() for p in range(n)]
+                while self._sent < due:
+                    topic, partition = targets[self._sent % len(targets)]
+                    n = self._next[(topic, partition)]
+                    self._next[(topic, partition)] += 1
+                    value = f"{topic}/{partition}/{n}".encode()
+                    self._futures.append(self._producer.send(topic, key=b"k%d" % n, value=value, partition=partition))
+                    self._sent += 1
+            self._stop.wait(0.05)
+
+    def grow(self, admin_clients: KafkaClients, alias: str, topic: str, partitions: int) -> None:
+        """Add partitions to ``topic`` and send to them too, once this producer's metadata knows them."""
+        admin_clients.admin(alias).create_partitions({topic: partitions})
+        if not KafkaPythonProducer(self._producer).await_partitions(topic, partitions, timeout=30):
+            raise AssertionError(f"the test producer never saw {partitions} partitions of {topic}")
+        with self._lock:
+            self._partitions[topic] = partitions
+
+    def wait_done(self, timeout: float) -> None:
+        """Until ``total`` records were sent (the thread ends by itself)."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the test producer did not send {self.total} records in {timeout:g} s"
+
+    def stop(self) -> int:
+        """Stop producing; returns how many records were produced, all acknowledged by the source."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._producer.flush(timeout=60)
+        failed = [f.exception for f in self._futures if f.failed()]
+        assert not failed, f"{len(failed)} test records were not produced, e.g. {failed[0]!r}"
+        return self._sent
+
+
+# --- faults ----------------------------------------------------------------------------------------------
+
+
+class InjectedFault(RuntimeError):
+    """Raised by an ``Injection``; nothing else raises it, so a retried batch is known to be ours."""
+
+
+@dataclass
+class Injection:
+    """Makes a patched method raise instead of running on chosen calls: the failure lands at one exact point of
+    a batch. Only calls that ``matches`` are counted, so other flows' and topics' batches are left alone."""
+
+    fail_on: Collection[int]
+    calls: int = 0
+    fired: int = 0
+
+    def install(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        owner: type,
+        name: str,
+        matches: Callable[..., bool] = lambda *args: True,
+    ) -> None:
+        real = getattr(owner, name)
+
+        def patched(obj: Any, *args: Any, **kwargs: Any) -> Any:
+            if not matches(obj, *args, **kwargs):
+                return real(obj, *args, **kwargs)
+            self.calls += 1
+            if self.calls not in self.fail_on:
+                return real(obj, *args, **kwargs)
+            self.fired += 1
+            raise InjectedFault(f"injected into {owner.__name__}.{name}, call {self.calls}")
+
+        monkeypatch.setattr(owner, name, patched)
+
+
+@dataclass
+class LongestBatch:
+    """Times ``Mirror.mirror``: how long one batch held its handler (blocked in flush during an outage, say)."""
+
+    seconds: float = 0.0
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = Mirror.mirror
+
+        def timed(mirror: Mirror, batch: Sequence[SourceRecord]) -> BatchReport:
+            started = time.monotonic()
+            try:
+                return real(mirror, batch)
+            finally:
+                self.seconds = max(self.seconds, time.monotonic() - started)
+
+        monkeypatch.setattr(Mirror, "mirror", timed)
+
+
+class SmmProcess:
+    """``smm run CONFIG`` as a real child process: the ESM emulator and every scheduled function in it.
+
+    Output goes to ``log`` (appended across restarts) so a failure can show what the process said.
+    """
+
+    def __init__(self, config_path: Path, log: Path, duration: float = 240.0) -> None:
+        self.config_path = config_path
+        self.log = log
+        self.duration = duration
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> SmmProcess:
+        command = [str(SMM), "run", str(self.config_path), "--duration", f"{self.duration:g}", "--progress", "2"]
+        if not SMM.exists():
+            command[:1] = [sys.executable, "-m", "shared.cli"]
+        with self.log.open("ab") as out:
+            out.write(f"--- {' '.join(command)}\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def kill(self) -> None:
+        """SIGKILL: no handler returns, no offset is committed, no client closes."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Ctrl-C (a clean shutdown); SIGKILL if that hangs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no smm output)"
+        return f"last lines of {self.log}:\n" + "\n".join(text.splitlines()[-lines:])
+
+
+@contextmanager
+def local_runtime(mirror_config: MirrorConfig, timeout: float = 300.0) -> Iterator[dict[str, Any]]:
+    """The local runtime in-process, in the background for the block; yields its totals (filled at the end)."""
+    done = threading.Event()
+    totals: dict[str, Any] = {}
+
+    def run() -> None:
+        totals.update(run_flows(mirror_config, until=done.is_set, timeout=timeout))
+
+    thread = threading.Thread(target=run, name="smm-run", daemon=True)
+    thread.start()
+    try:
+        yield totals
+    finally:
+        done.set()
+        thread.join(timeout=120)
+
+
+def free_port() -> int:
+    """A loopback port no broker of this process has claimed (their controller ports included)."""
+    from shared.local import broker
+
+    return broker._free_port("127.0.0.1", avoid=broker._claimed_ports)
+
+
+def topic_ids(clients: KafkaClients, alias: str, topics: Iterable[str]) -> dict[str, tuple[str, int]]:
+    """topic -> (topic id, partition count) on ``alias``: a topic deleted and created again gets a new id."""
+    described = clients.admin(alias).describe_topic_partitions(sorted(topics))["topics"]
+    return {t["name"]: (str(t["topic_id"]), len(t["partitions"])) for t in described if t["error_code"] == 0}
+
+
+# --- the tally -------------------------------------------------------------------------------------------
+
+
+def records(clients: KafkaClients, alias: str, topic: str) -> list[TopicRecord]:
+    """Every committed record of ``topic`` on ``alias``, read to its end."""
+    return read_topic(clients, alias, topic).records
+
+
+@dataclass(frozen=True)
+class FaultResult:
+    """What one fault did to the data: the row of the suite's table, and the checks every mode must pass."""
+
+    fault: str
+    mode: str
+    produced: int
+    mirrored: int
+    lost: int
+    duplicated: int
+    out_of_order: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()  # a few of the lost records, for the failure message
+    notes: str = ""
+
+    COLUMNS = ("fault", "mode", "produced", "mirrored", "lost", "duplicated", "notes")
+
+    @classmethod
+    def tally(
+        cls,
+        fault: str,
+        mode: str,
+        pairs: Iterable[tuple[Sequence[TopicRecord], Sequence[TopicRecord]]],
+        notes: str = "",
+    ) -> FaultResult:
+        """Compare each (source, target) topic pair partition by partition; records are told apart by value."""
+        produced = mirrored = lost = duplicated = 0
+        out_of_order: list[str] = []
+        missing: list[str] = []
+        for source, target in pairs:
+            wanted = _by_partition(source)
+            got = _by_partition(target)
+            for partition in sorted(wanted.keys() | got.keys()):
+                src, dst = wanted.get(partition, []), got.get(partition, [])
+                src_set, dst_set = set(src), set(dst)
+                absent = [v for v in src if v not in dst_set]
+                produced += len(src)
+                mirrored += len(dst)
+                lost += len(absent)
+                duplicated += len(dst) - len(dst_set & src_set)
+                missing.extend(f"{v!r} (partition {partition})" for v in absent[:3])
+                if _first_occurrences(dst, src_set) != [v for v in src if v in dst_set]:
+                    out_of_order.append(f"partition {partition} of {_topic_of(src or dst)}")
+        return cls(fault, mode, produced, mirrored, lost, duplicated, tuple(out_of_order), tuple(missing[:10]), notes)
+
+    def cells(self) -> tuple[str, ...]:
+        return (
+            self.fault,
+            self.mode,
+            *map(str, (self.produced, self.mirrored, self.lost, self.duplicated)),
+            self.notes,
+        )
+
+    def line(self) -> str:
+        return " | ".join(self.cells())
+
+    def check(self) -> None:
+        """lost = 0 and source order per partition in every mode; duplicated = 0 as well in exactly-once."""
+        assert self.lost == 0, f"{self.line()}\n{self.lost} source records missing on the target, e.g. {self.missing}"
+        assert not self.out_of_order, f"{self.line()}\nfirst occurrences out of source order in {self.out_of_order}"
+        if self.mode == EXACTLY_ONCE:
+            assert self.duplicated == 0, f"{self.line()}\n{self.duplicated} duplicates in exactly-once mode"
+
+
+def _by_partition(records: Sequence[TopicRecord]) -> dict[int, list[bytes | None]]:
+    grouped: dict[int, list[bytes | None]] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        grouped.setdefault(r.partition, []).append(r.value)
+    return grouped
+
+
+def _first_occurrences(values: Sequence[bytes | None], among: set[bytes | None]) -> list[bytes | None]:
+    seen: set[bytes | None] = set()
+    firsts = []
+    for v in values:
+        if v in among and v not in seen:
+            seen.add(v)
+            firsts.append(v)
+    return firsts
+
+
+def _topic_of(values: Sequence[bytes | None]) -> str:
+    first = values[0] if values else None
+    return first.decode(errors="replace").rsplit("/", 2)[0] if first else "?"
+
+
+def offset_sync_mismatches(
+    clients: KafkaClients, flow: FlowConfig, topic: str, source: Sequence[TopicRecord], target: Sequence[TopicRecord]
+) -> list[OffsetSync]:
+    """Offset syncs of ``topic`` that do not point at the same record on both sides (should be none)."""
+    at_source = {(r.partition, r.offset): r.value for r in source}
+    at_target = {(r.partition, r.offset): r.value for r in target}
+    syncs = [
+        OffsetSync.deserialize(r.key or b"", r.value or b"")
+        for r in records(clients, flow.offset_syncs_cluster(), flow.offset_syncs_topic())
+    ]
+    mine = [s for s in syncs if s.topic == topic]
+    return [
+        s
+        for s in mine
+        if (upstream := at_source.get((s.partition, s.upstream_offset))) is None
+        or upstream != at_target.get((s.partition, s.downstream_offset))
+    ]
+
+
+@dataclass
+class FaultReport:
+    """The results of one module, printed as a table when the module ends (the README's Reliability table)."""
+
+    results: list[FaultResult] = field(default_factory=list)
+
+    def add(self, result: FaultResult) -> FaultResult:
+        self.results.append(result)
+        print(result.line(), flush=True)
+        return result
+
+    def table(self) -> str:
+        rows = [FaultResult.COLUMNS, *(r.cells() for r in self.results)]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(FaultResult.COLUMNS))]
+        numeric = {2, 3, 4, 5}
+
+        def render(row: Sequence[str]) -> str:
+            cells = (
+                c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+            return "| " + " | ".join(cells) + " |"
+
+        rule = "|" + "|".join(("-" * (w + 1) + ":") if i in numeric else "-" * (w + 2) for i, w in enumerate(widths))
+        return "\n".join([render(rows[0]), rule + "|", *(render(r) for r in rows[1:])])
+
+    def emit(self, pytest_config: pytest.Config) -> None:
+        """Print the table past pytest's output capture, so it shows in a plain ``pytest`` run."""
+        if not self.results:
+            return
+        text = f"fault-injection results ({len(self.results)} faults)\n{self.table()}"
+        plugins = pytest_config.pluginmanager
+        reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+        if reporter is None or capture is None:  # pytest run without its terminal or capture plugins
+            print(text, flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write("\n")
+            for line in text.splitlines():
+                reporter.write_line(line)

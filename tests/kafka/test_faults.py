@@ -1,0 +1,449 @@
+"""Fault injection on real brokers: scenarios 18-20 of ``shared/reference/scenarios.md`` (issue 6, part 2).
+
+Each test drives a flow through one fault, compares source and target record by record, prints the row
+``fault | mode | produced | mirrored | lost | duplicated`` and asserts that nothing was lost and that each
+partition's first occurrences keep the source's order. At-least-once may duplicate (a redelivered batch is
+written again); exactly-once, once it exists, joins through ``faults.MODES`` and must not. The module prints
+every row as one table when it ends: the README's Reliability section shows it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from kafka import TopicPartition
+
+from functions.config_sync import rules
+from functions.config_sync.state import key_for
+from functions.mirror.mirror import Mirror
+from infra.settings import DEFAULT_FUNCTIONS
+from shared import config
+from shared.config import FlowConfig, MirrorConfig
+from shared.formats import Checkpoint, OffsetSync
+from shared.kafka_clients import KafkaClients
+from shared.kafka_groups import TopicRecord, group_offsets
+from shared.local.broker import LocalBroker
+from shared.record_producers import KafkaPythonProducer
+from tests.kafka.faults import (
+    MODES,
+    FaultReport,
+    FaultResult,
+    Injection,
+    LongestBatch,
+    SmmProcess,
+    SteadyProducer,
+    free_port,
+    local_runtime,
+    offset_sync_mismatches,
+    properties,
+    records,
+    topic_ids,
+    wait_drained,
+    wait_until,
+    write_properties,
+)
+from tests.kafka.test_checkpoints import consume, warm_up
+
+pytestmark = pytest.mark.kafka
+
+OUTAGE_SECONDS = 20.0
+RESUME_SECONDS = 10.0  # the producer reconnects within 1 s (kafka_clients: reconnect_backoff_max_ms), plus slack
+LAMBDA_TIMEOUT = DEFAULT_FUNCTIONS["mirror"].timeout_seconds  # the deployed mirror's timeout, by default
+# Short intervals keep the module within minutes (refresh.topics and the batching window: support.SINGLE_BROKER).
+QUICK = {"emit.checkpoints.interval.seconds": "1", "emit.heartbeats.interval.seconds": "1"}
+# For a real ``smm run`` that is SIGKILLed: a 6 s session (the broker's minimum) lets the next process take over
+# the dead one's partitions quickly instead of after kafka-python's 45 s default.
+SHORT_SESSION = {"A.consumer.session.timeout.ms": "6000", "A.consumer.heartbeat.interval.ms": "1000"}
+
+
+@pytest.fixture(scope="module")
+def fault_report(request: pytest.FixtureRequest) -> Iterator[FaultReport]:
+    """Collects each test's row; prints the table when the module is done."""
+    report = FaultReport()
+    yield report
+    report.emit(request.config)
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request: pytest.FixtureRequest) -> str:
+    """Every test runs once per delivery mode (``faults.MODES``)."""
+    name: str = request.param
+    return name
+
+
+def flow_properties(clusters: Mapping[str, str], prefix: str, mode: str, **settings: str) -> dict[str, str]:
+    """Flow A->B over ``prefix``'s topics and groups, in ``mode``."""
+    pattern = f"{prefix}\\..*"
+    return properties(clusters, {"A->B": pattern}, **{"A->B.groups": pattern, **QUICK, **MODES[mode], **settings})
+
+
+def flow_config(clusters: Mapping[str, str], prefix: str, mode: str, **settings: str) -> MirrorConfig:
+    return config.parse(flow_properties(clusters, prefix, mode, **settings))
+
+
+def smm_config(
+    tmp_path: Path, clusters: Mapping[str, str], prefix: str, mode: str, **settings: str
+) -> tuple[Path, MirrorConfig]:
+    """The configuration as an mm2.properties file, for a real ``smm run`` process that a test may SIGKILL."""
+    path = tmp_path / "mm2.properties"
+    return path, write_properties(path, flow_properties(clusters, prefix, mode, **SHORT_SESSION, **settings))
+
+
+def remote(flow: FlowConfig, topic: str) -> str:
+    return flow.policy().format_remote_topic(flow.source, topic)
+
+
+def on_target(clients: KafkaClients, flow: FlowConfig, topic: str) -> int:
+    """Records in ``topic``'s remote topic (duplicates included); 0 before it exists."""
+    info = clients.topic_info(flow.target, remote(flow, topic), refresh=True)
+    tps = [TopicPartition(remote(flow, topic), p) for p in range(info.partitions if info else 0)]
+    return sum(clients.latest_offsets(flow.target, tps).values())
+
+
+def committed(clients: KafkaClients, flow: FlowConfig, topic: str) -> int:
+    """Records of ``topic`` the flow has committed on the source: each one acknowledged by the target first."""
+    return sum(clients.committed_offsets(flow.source, flow.consumer_group_id(topic)).values())
+
+
+def tally(
+    clients: KafkaClients, flow: FlowConfig, topics: list[str], fault: str, mode: str, notes: str = ""
+) -> FaultResult:
+    pairs = [(records(clients, flow.source, t), records(clients, flow.target, remote(flow, t))) for t in topics]
+    return FaultResult.tally(fault, mode, pairs, notes)
+
+
+# --- scenario 19: the handler raises part-way through a batch ---------------------------------------------
+
+
+def _fail_after_flush(monkeypatch: pytest.MonkeyPatch, flow: FlowConfig, topic: str) -> Injection:
+    """The batch's records are flushed and acknowledged on the target; the handler dies before its offset syncs."""
+    injection = Injection(fail_on={2, 5})
+    injection.install(
+        monkeypatch, Mirror, "_write_offset_syncs", lambda _mirror, acked, *_: any(t == topic for t, _, _ in acked)
+    )
+    return injection
+
+
+def _fail_in_offset_syncs(monkeypatch: pytest.MonkeyPatch, flow: FlowConfig, topic: str) -> Injection:
+    """Some offset syncs of the batch are sent, then sending the next one fails (test_mirror fails a record)."""
+    injection = Injection(fail_on={3, 12})
+    syncs_topic = flow.offset_syncs_topic()
+
+    def sync_of_topic(_producer: object, to: str, key: bytes | None, value: bytes | None, *_: object) -> bool:
+        return to == syncs_topic and OffsetSync.deserialize(key or b"", value or b"").topic == topic
+
+    injection.install(monkeypatch, KafkaPythonProducer, "send", sync_of_topic)
+    return injection
+
+
+# Where the handler fails; each leaves the batch half done in its own way. Only this test's topic is hit (the
+# flow also mirrors ``heartbeats``), so every injected failure redelivers records the tally sees.
+INJECTIONS = {
+    "after the records' flush": _fail_after_flush,
+    "while writing offset syncs": _fail_in_offset_syncs,
+}
+
+
+@pytest.mark.parametrize("point", list(INJECTIONS))
+def test_handler_raising_part_way_is_redelivered(
+    kafka_clusters: dict[str, str],
+    unique_prefix: str,
+    mode: str,
+    point: str,
+    fault_report: FaultReport,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    topic = f"{unique_prefix}.flaky"
+    cfg = flow_config(kafka_clusters, unique_prefix, mode, **{"smm.batch.size": "100"})
+    flow = cfg.flow("A", "B")
+    clients = KafkaClients(cfg)
+    try:
+        clients.ensure_topic("A", topic, 3, 1)
+        with SteadyProducer(kafka_clusters["A"], {topic: 3}, rate=1e6, total=1800) as producer:
+            producer.wait_done(60)
+            producer.stop()
+        injection = INJECTIONS[point](monkeypatch, flow, topic)
+        with local_runtime(cfg) as totals:
+            wait_drained(clients, flow, [topic], 90)
+        monkeypatch.undo()
+        failures = totals["A->B"].failures
+        notes = f"{injection.fired} injected failures, {failures} failed batches redelivered"
+        result = fault_report.add(tally(clients, flow, [topic], f"handler raises {point}", mode, notes))
+        assert injection.fired == 2, f"the fault was injected {injection.fired} times, not 2: batches too small?"
+        assert failures >= injection.fired
+        result.check()
+        source, target = records(clients, "A", topic), records(clients, "B", remote(flow, topic))
+        assert offset_sync_mismatches(clients, flow, topic, source, target) == []
+    finally:
+        clients.close()
+
+
+# --- scenario 18, data path: smm run SIGKILLed between produce and commit --------------------------------
+
+
+def kill_between_produce_and_commit(process: SmmProcess, clients: KafkaClients, flow: FlowConfig, topic: str) -> int:
+    """SIGKILL ``process`` as soon as the target holds records whose batch is not committed yet (or after 15 s).
+
+    Returns how many such records there were: what a redelivery will write again.
+    """
+    deadline = time.monotonic() + 15
+    ahead = 0
+    while ahead <= 0 and time.monotonic() < deadline:
+        written = on_target(clients, flow, topic)  # first: records written later cannot make ``ahead`` positive
+        ahead = written - committed(clients, flow, topic)
+    process.kill()
+    return ahead
+
+
+def test_smm_run_killed_mid_flow_then_restarted(
+    kafka_clusters: dict[str, str], unique_prefix: str, mode: str, fault_report: FaultReport, tmp_path: Path
+) -> None:
+    topic = f"{unique_prefix}.killed"
+    quiet = {"emit.checkpoints.enabled": "false", "emit.heartbeats.enabled": "false"}
+    path, cfg = smm_config(tmp_path, kafka_clusters, unique_prefix, mode, **quiet)
+    flow = cfg.flow("A", "B")
+    clients = KafkaClients(cfg)
+    log = tmp_path / "smm.log"
+    try:
+        clients.ensure_topic("A", topic, 3, 1)
+        with SteadyProducer(kafka_clusters["A"], {topic: 3}, rate=300, total=3600) as producer:
+            with SmmProcess(path, log) as first:
+                wait_until("records flowing to B", lambda: on_target(clients, flow, topic) >= 300, 60, first.tail)
+                in_flight = kill_between_produce_and_commit(first, clients, flow, topic)
+            with SmmProcess(path, log) as second:
+                producer.wait_done(60)
+                produced = producer.stop()
+                wait_drained(clients, flow, [topic], 120, second.tail)
+                assert second.alive(), second.tail()
+        notes = f"killed with {in_flight} records written but not committed; restarted"
+        result = fault_report.add(tally(clients, flow, [topic], "smm run SIGKILLed mid-flow", mode, notes))
+        assert result.produced == produced
+        result.check()
+    finally:
+        clients.close()
+
+
+# --- scenario 20: the target broker stops for 20 s --------------------------------------------------------
+
+
+@pytest.fixture
+def outage_brokers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, LocalBroker]]:
+    """A source and a target broker of this test's own: the session clusters are never stopped."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")  # as the session fixture does: no EMF lines
+    brokers = {alias: LocalBroker(alias, free_port(), tmp_path / "brokers") for alias in ("A", "B")}
+    with ExitStack() as stopping:  # stops each broker, even when starting or stopping another one fails
+        for broker in brokers.values():
+            stopping.callback(broker.stop)
+        with ThreadPoolExecutor(len(brokers)) as pool:
+            list(pool.map(lambda b: b.start(timeout=120), brokers.values()))
+        warm_up({alias: b.bootstrap for alias, b in brokers.items()})
+        yield brokers
+
+
+def test_target_outage_resumes_by_itself(
+    outage_brokers: dict[str, LocalBroker],
+    unique_prefix: str,
+    mode: str,
+    fault_report: FaultReport,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clusters = {alias: b.bootstrap for alias, b in outage_brokers.items()}
+    topic = f"{unique_prefix}.steady"
+    cfg = flow_config(clusters, unique_prefix, mode)
+    flow = cfg.flow("A", "B")
+    target = outage_brokers["B"]
+    clients = KafkaClients(cfg)
+    longest = LongestBatch()
+    longest.install(monkeypatch)
+    try:
+        clients.ensure_topic("A", topic, 3, 1)
+        with SteadyProducer(clusters["A"], {topic: 3}, rate=100) as producer, local_runtime(cfg) as totals:
+            wait_until("records flowing to B", lambda: on_target(clients, flow, topic) >= 200, 60)
+            stopped = time.monotonic()
+            target.stop()
+            time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped)))
+            target.start(timeout=120)
+            back = time.monotonic()
+            before = committed(clients, flow, topic)  # on the source, which stayed up
+            resumed = wait_until("the flow resumed", lambda: committed(clients, flow, topic) > before, 120)
+            time.sleep(2)  # the steady flow goes on for a while after it resumed
+            produced = producer.stop()
+            drained = wait_drained(clients, flow, [topic], 120)
+        notes = (
+            f"down {back - stopped:.0f} s; a batch waited up to {longest.seconds:.0f} s; first commit {resumed:.1f} s "
+            f"after the restart, drained {drained:.1f} s later; {totals['A->B'].failures} failed batches"
+        )
+        result = fault_report.add(
+            tally(clients, flow, [topic], f"target broker stopped {OUTAGE_SECONDS:.0f} s", mode, notes)
+        )
+        assert result.produced == produced
+        result.check()
+        assert resumed < RESUME_SECONDS, f"the flow resumed {resumed:.0f} s after the target was back"
+        assert longest.seconds < LAMBDA_TIMEOUT, f"a batch held the handler {longest.seconds:.0f} s, past Lambda's"
+    finally:
+        clients.close()
+
+
+# --- scenario 8 under load: partitions added to a mirrored topic -----------------------------------------
+
+
+def test_partitions_added_mid_run(
+    kafka_clusters: dict[str, str], unique_prefix: str, mode: str, fault_report: FaultReport
+) -> None:
+    topic = f"{unique_prefix}.growing"
+    cfg = flow_config(kafka_clusters, unique_prefix, mode)
+    flow = cfg.flow("A", "B")
+    clients = KafkaClients(cfg)
+    try:
+        clients.ensure_topic("A", topic, 2, 1)
+        with SteadyProducer(kafka_clusters["A"], {topic: 2}, rate=300) as producer, local_runtime(cfg):
+            wait_until("records flowing to B", lambda: on_target(clients, flow, topic) >= 300, 60)
+            producer.grow(clients, "A", topic, 4)
+            grown = wait_until(
+                "the remote topic grown to 4 partitions",
+                lambda: getattr(clients.topic_info("B", remote(flow, topic), refresh=True), "partitions", 0) == 4,
+                30,
+            )
+            time.sleep(3)  # records go on into all four partitions
+            producer.stop()
+            wait_drained(clients, flow, [topic], 90)
+        result = fault_report.add(
+            tally(clients, flow, [topic], "partitions added mid-run (2 -> 4)", mode, f"remote grown in {grown:.1f} s")
+        )
+        result.check()
+        mirrored = records(clients, "B", remote(flow, topic))
+        assert {r.partition for r in mirrored} == {0, 1, 2, 3}, "records of the new partitions did not arrive"
+    finally:
+        clients.close()
+
+
+# --- scenario 18, everything: every function process killed and restarted --------------------------------
+
+
+def checkpoints_of(clients: KafkaClients, flow: FlowConfig, group: str) -> list[tuple[int, Checkpoint]]:
+    """(offset, checkpoint) of ``group`` in the flow's checkpoints topic, in topic order."""
+    topic = flow.policy().checkpoints_topic(flow.source)
+    found = [
+        (r.offset, Checkpoint.deserialize(r.key or b"", r.value or b"")) for r in records(clients, flow.target, topic)
+    ]
+    return [(offset, c) for offset, c in found if c.group == group]
+
+
+def checkpointed(clients: KafkaClients, flow: FlowConfig, group: str, positions: Mapping[TopicPartition, int]) -> bool:
+    """Whether the newest checkpoint of every partition has the group's upstream position."""
+    newest = {(c.topic, c.partition): c.upstream_offset for _, c in checkpoints_of(clients, flow, group)}
+    return all(newest.get((remote(flow, tp.topic), tp.partition)) == at for tp, at in positions.items())
+
+
+def checkpoint_regressions(history: list[tuple[int, Checkpoint]], restarted_at: int) -> list[str]:
+    """Checkpoints that moved backwards, or were emitted again unchanged after the restart (stale)."""
+    last: dict[tuple[str, int], Checkpoint] = {}
+    problems = []
+    for offset, c in history:
+        before = last.get((c.topic, c.partition))
+        if before is not None and (
+            c.upstream_offset < before.upstream_offset or c.downstream_offset < before.downstream_offset
+        ):
+            problems.append(f"{c} after {before}")
+        elif before == c and offset >= restarted_at:
+            problems.append(f"{c} re-emitted after the restart")
+        last[(c.topic, c.partition)] = c
+    return problems
+
+
+def state_records_since(clients: KafkaClients, flow: FlowConfig, offset: int, topics: list[str]) -> list[TopicRecord]:
+    """Records config sync wrote about ``topics`` to its state topic at or after ``offset``."""
+    keys = {key_for(t) for t in topics}
+    return [
+        r for r in records(clients, flow.target, rules.state_topic(flow).name) if r.offset >= offset and r.key in keys
+    ]
+
+
+def ends(clients: KafkaClients, alias: str, topic: str) -> int:
+    """The end offset of a single-partition topic (the state and checkpoints topics)."""
+    return clients.latest_offsets(alias, [TopicPartition(topic, 0)])[TopicPartition(topic, 0)]
+
+
+def test_every_process_killed_and_restarted(
+    kafka_clusters: dict[str, str], unique_prefix: str, mode: str, fault_report: FaultReport, tmp_path: Path
+) -> None:
+    partitions = {f"{unique_prefix}.a": 3, f"{unique_prefix}.b": 2}
+    topics = list(partitions)
+    group = f"{unique_prefix}.g"
+    path, cfg = smm_config(tmp_path, kafka_clusters, unique_prefix, mode)
+    flow = cfg.flow("A", "B")
+    clients = KafkaClients(cfg)
+    log = tmp_path / "smm.log"
+    state_topic = rules.state_topic(flow).name
+    checkpoints_topic = flow.policy().checkpoints_topic(flow.source)
+    watched = {
+        "A": [flow.offset_syncs_topic()],
+        "B": [remote(flow, t) for t in topics] + [t.name for t in rules.internal_topics(flow) if t.cluster == "B"],
+    }
+
+    def mirrored_so_far() -> dict[TopicPartition, int]:
+        return {tp: o for t in topics for tp, o in group_offsets(clients, "A", flow.consumer_group_id(t)).items()}
+
+    try:
+        for topic, count in partitions.items():
+            clients.ensure_topic("A", topic, count, 1)
+        with SteadyProducer(kafka_clusters["A"], partitions, rate=200) as producer:
+            with SmmProcess(path, log) as first:
+                wait_until(
+                    "both topics flowing to B",
+                    lambda: all(on_target(clients, flow, t) >= 100 for t in topics),
+                    60,
+                    first.tail,
+                )
+                positions = mirrored_so_far()
+                consume(kafka_clusters["A"], group, positions)
+                wait_until(
+                    "checkpoints of the group", lambda: checkpointed(clients, flow, group, positions), 60, first.tail
+                )
+                consume(kafka_clusters["A"], group, mirrored_so_far())  # the group moves on as the kill strikes
+                first.kill()
+            time.sleep(1)  # nothing the killed process sent is still on its way
+            restarted_at = {t: ends(clients, "B", t) for t in (state_topic, checkpoints_topic)}
+            ids_before = {alias: topic_ids(clients, alias, names) for alias, names in watched.items()}
+            assert all(len(ids_before[alias]) == len(names) for alias, names in watched.items()), ids_before
+            recorded = {r.key for r in state_records_since(clients, flow, 0, topics)}
+            assert recorded == {key_for(t) for t in topics}, "config sync had not recorded both topics before the kill"
+            with SmmProcess(path, log) as second:
+                time.sleep(3)
+                producer.stop()
+                wait_drained(clients, flow, topics, 120, second.tail)
+                final = mirrored_so_far()
+                consume(kafka_clusters["A"], group, final)
+                wait_until(
+                    "checkpoints at the group's final offsets",
+                    lambda: checkpointed(clients, flow, group, final),
+                    60,
+                    second.tail,
+                )
+                time.sleep(2)  # a few more config-sync, heartbeat and checkpoint runs over unchanged state
+                assert second.alive(), second.tail()
+        ids_after = {alias: topic_ids(clients, alias, names) for alias, names in watched.items()}
+        history = checkpoints_of(clients, flow, group)
+        regressions = checkpoint_regressions(history, restarted_at[checkpoints_topic])
+        rewritten = state_records_since(clients, flow, restarted_at[state_topic], topics)
+        after_restart = sum(1 for offset, _ in history if offset >= restarted_at[checkpoints_topic])
+        recreated = sorted(
+            t for alias in watched for t in ids_before[alias] if ids_after[alias].get(t) != ids_before[alias][t]
+        )
+        notes = (
+            f"{len(history)} checkpoints ({after_restart} after the restart), {len(regressions)} backwards or stale; "
+            f"{len(recreated)} topics re-created, {len(rewritten)} state records rewritten"
+        )
+        result = fault_report.add(tally(clients, flow, topics, "every process SIGKILLed and restarted", mode, notes))
+        result.check()
+        assert after_restart > 0, "no checkpoint was emitted after the restart"
+        assert regressions == [], f"checkpoints moved backwards or were re-emitted: {regressions}"
+        assert recreated == [], f"re-created (new id) or resized: {recreated}; before {ids_before}, after {ids_after}"
+        assert rewritten == [], f"config sync rewrote state of unchanged topics after the restart: {rewritten}"
+    finally:
+        clients.close()
