@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -87,18 +86,11 @@ class Results:
 # --- clusters and clients ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def clusters(state_dir: Path) -> Iterator[dict[str, str]]:
-    from shared.local.broker import LocalBroker
+    from shared.local.broker import LocalBroker, free_port
 
-    brokers = [LocalBroker(alias, _free_port(), state_dir) for alias in ("src", "dst")]
+    brokers = [LocalBroker(alias, free_port(), state_dir) for alias in ("src", "dst")]
     try:
         threads = [threading.Thread(target=b.start, kwargs={"timeout": 120}) for b in brokers]
         for t in threads:

@@ -747,6 +747,12 @@ def _can_bind(host: str, port: int) -> bool:
     return True
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on and no ``LocalBroker`` of this process has claimed (controller ports included)."""
+    with _ports_lock:
+        return _free_port(host, avoid=set(_claimed_ports))
+
+
 def _free_port(host: str, avoid: Collection[int] = ()) -> int:
     addr = "127.0.0.1" if host == "localhost" else host
     for _ in range(50):

@@ -7,7 +7,6 @@ own topics (``unique_prefix``) and restricts its flows to them.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,16 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.local.broker import LocalBroker
+from shared.local.broker import LocalBroker, free_port
 
 ALIASES = ("A", "B", "C")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +25,7 @@ def kafka_clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     state_dir = Path(tmp_path_factory.mktemp("kafka"))
-    brokers = [LocalBroker(alias, _free_port(), state_dir) for alias in ALIASES]
+    brokers = [LocalBroker(alias, free_port(), state_dir) for alias in ALIASES]
     try:
         with ThreadPoolExecutor(len(brokers)) as pool:
             list(pool.map(lambda b: b.start(timeout=120), brokers))

@@ -326,13 +326,6 @@ def local_runtime(mirror_config: MirrorConfig, timeout: float = 300.0) -> Iterat
         thread.join(timeout=120)
 
 
-def free_port() -> int:
-    """A loopback port no broker of this process has claimed (their controller ports included)."""
-    from shared.local import broker
-
-    return broker._free_port("127.0.0.1", avoid=broker._claimed_ports)
-
-
 def topic_ids(clients: KafkaClients, alias: str, topics: Iterable[str]) -> dict[str, tuple[str, int]]:
     """topic -> (topic id, partition count) on ``alias``: a topic deleted and created again gets a new id."""
     described = clients.admin(alias).describe_topic_partitions(sorted(topics))["topics"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,7 +37,7 @@ from shared import aws_clients
 from shared.config import MirrorConfig
 from shared.kafka_clients import KafkaClients
 from shared.local import emulator
-from shared.local.broker import LocalBroker
+from shared.local.broker import LocalBroker, free_port
 from tests.kafka.support import SINGLE_BROKER, make_config, read_all
 
 pytestmark = pytest.mark.kafka
@@ -179,19 +178,12 @@ def run_task(cfg: MirrorConfig, source: str, target: str, **kwargs: Any) -> dict
         clients.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """This module's own broker, with KRaft's StandardAuthorizer; anonymous clients are super users."""
     broker = LocalBroker(
         "ACL",
-        _free_port(),
+        free_port(),
         tmp_path_factory.mktemp("acl"),
         extra_properties={
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",

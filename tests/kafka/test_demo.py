@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 from shared.cli import main
+from shared.local.broker import free_port
 
 pytestmark = pytest.mark.kafka
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.properties"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_demo_mirrors_both_ways_without_loops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = DEMO.read_text()
-    text = text.replace("127.0.0.1:29092", f"127.0.0.1:{_free_port()}")
-    text = text.replace("127.0.0.1:29192", f"127.0.0.1:{_free_port()}")
+    text = text.replace("127.0.0.1:29092", f"127.0.0.1:{free_port()}")
+    text = text.replace("127.0.0.1:29192", f"127.0.0.1:{free_port()}")
     config = tmp_path / "demo.properties"
     config.write_text(text)
     monkeypatch.setenv("SMM_LOCAL_DIR", str(tmp_path / "clusters"))

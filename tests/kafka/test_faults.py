@@ -27,7 +27,7 @@ from shared.config import FlowConfig, MirrorConfig
 from shared.formats import Checkpoint, OffsetSync
 from shared.kafka_clients import KafkaClients
 from shared.kafka_groups import TopicRecord, group_offsets
-from shared.local.broker import LocalBroker
+from shared.local.broker import LocalBroker, free_port
 from shared.record_producers import KafkaPythonProducer
 from tests.kafka.faults import (
     MODES,
@@ -37,7 +37,6 @@ from tests.kafka.faults import (
     LongestBatch,
     SmmProcess,
     SteadyProducer,
-    free_port,
     local_runtime,
     offset_sync_mismatches,
     properties,
