@@ -4,7 +4,7 @@ One invocation starts two local clusters (src, dst), writes a fixed workload to 
 
 1. the physical limit: Kafka's Java ``ProducerPerformance`` writing the same number and size of records to dst;
 2. Apache MirrorMaker 2 (dedicated mode, same Kafka version) mirroring the workload src->dst;
-3. this project through the local runtime (``smm run``), once per producer backend;
+3. this project through the local runtime (``smm run``), once per producer backend, and in exactly-once mode;
 4. the mirror handler alone on pre-built ESM events of Lambda's maximum size (CPU per record, no broker time);
 5. replication latency p50/p99 at a steady rate, for MM2 and for this project.
 
@@ -121,6 +121,14 @@ def _end_offsets(admin: Any, topic: str, partitions: int) -> int:
     except Exception:
         return 0
     return sum(o.offset for o in found.values())
+
+
+def _committed(admin: Any, group: str) -> int:
+    try:
+        found = admin.list_group_offsets({group: None}).get(group, {})
+    except Exception:
+        return 0
+    return sum(max(0, o.offset) for o in found.values())
 
 
 def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
@@ -271,12 +279,13 @@ def _mm2_properties(work: Path, servers: dict[str, str]) -> Path:
     return path
 
 
-def _smm_properties(work: Path, servers: dict[str, str], backend: str) -> Path:
-    path = work / f"smm-{backend}.properties"
+def _smm_properties(work: Path, servers: dict[str, str], backend: str, exactly_once: bool = False) -> Path:
+    path = work / f"smm-{backend}{'-eos' if exactly_once else ''}.properties"
     lambda_like = [
         f"smm.batch.size = {LAMBDA_MAX_BATCH}",
         "smm.batching.window.ms = 100",
         f"smm.producer.backend = {backend}",
+        f"dst.exactly.once.source.support = {'enabled' if exactly_once else 'disabled'}",
     ]
     path.write_text("\n".join([*_flow_properties(servers), *lambda_like]) + "\n")
     return path
@@ -290,12 +299,18 @@ def measure_mirror(
     work: Path,
     latency: tuple[int, float] | None,
     env: dict[str, str] | None = None,
+    exactly_once: bool = False,
 ) -> Run:
-    """Start a mirror process, time the workload to the last record on dst, then measure latency while it runs."""
+    """Start a mirror process, time the workload to the last record on dst, then measure latency while it runs.
+
+    In exactly-once mode the remote partitions also hold commit markers, so the run ends when the flow's
+    consumer group on src has committed every record instead (each commit follows the transaction's).
+    """
     remote = f"src.{TOPIC}"
     _delete_topics(servers["dst"], "src.")
+    _delete_topics(servers["dst"], "mm2-offsets.src.")
     _delete_groups(servers["src"], "smm:")  # each run starts from the beginning, as a new deployment would
-    admin = _admin(servers["dst"])
+    admin = _admin(servers["src" if exactly_once else "dst"])
     log = (work / f"{name.replace(' ', '-')}.log").open("w")
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -305,7 +320,11 @@ def measure_mirror(
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode}; see {log.name}")
-            landed = _end_offsets(admin, remote, workload.partitions)
+            landed = (
+                _committed(admin, f"smm:src:dst:{TOPIC}")
+                if exactly_once
+                else _end_offsets(admin, remote, workload.partitions)
+            )
             now = time.monotonic()
             if landed and first is None:
                 first = now - started
@@ -463,7 +482,7 @@ def report(results: Results, out: Path) -> str:
     )
     mm2 = next((r for r in results.runs if r.name.startswith("MirrorMaker 2")), None)
     limit = results.limit
-    header = f"{'run':34s} {'rec/s':>10s} {'MB/s':>7s} {'wall s':>7s} {'CPU s':>7s} {'CPU µs/rec':>10s} "
+    header = f"{'run':44s} {'rec/s':>10s} {'MB/s':>7s} {'wall s':>7s} {'CPU s':>7s} {'CPU µs/rec':>10s} "
     header += f"{'p50 ms':>7s} {'p99 ms':>7s} {'vs MM2':>6s} {'vs limit':>8s}"
     lines.append(header)
     for run in ([limit] if limit else []) + results.runs:
@@ -472,7 +491,7 @@ def report(results: Results, out: Path) -> str:
         p50 = f"{run.latency_p50_ms:.0f}" if run.latency_p50_ms is not None else "-"
         p99 = f"{run.latency_p99_ms:.0f}" if run.latency_p99_ms is not None else "-"
         lines.append(
-            f"{run.name:34s} {run.records_per_second:10,.0f} {run.mb_per_second:7.1f} {run.seconds:7.1f} "
+            f"{run.name:44s} {run.records_per_second:10,.0f} {run.mb_per_second:7.1f} {run.seconds:7.1f} "
             f"{run.cpu_seconds:7.1f} {run.cpu_us_per_record:10.1f} {p50:>7s} {p99:>7s} {ratio_mm2:>6s} "
             f"{ratio_limit:>8s}"
         )
@@ -534,6 +553,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-seconds", type=float, default=30.0, help="0 skips the latency runs")
     p.add_argument("--handler-records", type=int, default=200_000)
     p.add_argument("--backends", default="kafka-python,confluent-kafka")
+    p.add_argument(
+        "--exactly-once-backends",
+        default="confluent-kafka",
+        help="backends also run in exactly-once mode (dst.exactly.once.source.support = enabled); empty skips",
+    )
     p.add_argument("--skip-mm2", action="store_true", help="skip MirrorMaker 2 (no connect-mirror jars needed)")
     p.add_argument("--out", default=str(REPO / "bench-results"))
     args = p.parse_args(argv)
@@ -542,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     workload = Workload(args.records, args.value_bytes, args.key_bytes, args.partitions)
     latency = (args.latency_rate, args.latency_seconds) if args.latency_seconds > 0 else None
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    exactly_once_backends = [b.strip() for b in args.exactly_once_backends.split(",") if b.strip()]
     results = Results(workload)
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="smm-bench-") as tmp:
@@ -561,15 +586,16 @@ def main(argv: list[str] | None = None) -> int:
                     "--clusters", "dst",
                 ]  # fmt: skip
                 results.runs.append(measure_mirror("MirrorMaker 2", command, servers, workload, work, latency))
-            for backend in backends:
-                say(f"== this project: smm run ({backend})")
-                command = [
-                    str(REPO / ".venv" / "bin" / "smm"), "run", str(_smm_properties(work, servers, backend)),
-                    "--progress", "3600",
-                ]  # fmt: skip
+            modes = [(b, False) for b in backends] + [(b, True) for b in exactly_once_backends]
+            for backend, exactly_once in modes:
+                name = f"smm run ({backend}{', exactly-once' if exactly_once else ''})"
+                say(f"== this project: {name}")
+                properties = _smm_properties(work, servers, backend, exactly_once)
+                command = [str(REPO / ".venv" / "bin" / "smm"), "run", str(properties), "--progress", "3600"]
                 env = {**os.environ, "SMM_LOCAL_DIR": str(work / "state")}
-                name = f"smm run ({backend})"
-                results.runs.append(measure_mirror(name, command, servers, workload, work, latency, env))
+                results.runs.append(
+                    measure_mirror(name, command, servers, workload, work, latency, env, exactly_once=exactly_once)
+                )
             for backend in backends:
                 say(f"== mirror handler alone ({backend})")
                 results.handler[backend] = measure_handler(servers, workload, backend, args.handler_records, work)

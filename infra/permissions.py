@@ -108,6 +108,8 @@ READ = "kafka-cluster:ReadData"
 WRITE = "kafka-cluster:WriteData"
 DESCRIBE_GROUP = "kafka-cluster:DescribeGroup"
 ALTER_GROUP = "kafka-cluster:AlterGroup"
+DESCRIBE_TRANSACTIONAL_ID = "kafka-cluster:DescribeTransactionalId"
+ALTER_TRANSACTIONAL_ID = "kafka-cluster:AlterTransactionalId"
 
 # Internal topics: MM2's offset syncs and checkpoints (and config sync's state) end in "internal" with either
 # separator; heartbeats keep their name.
@@ -121,6 +123,7 @@ class KafkaAccess:
     cluster: set[str] = field(default_factory=set)
     topics: dict[str, set[str]] = field(default_factory=dict)
     groups: dict[str, set[str]] = field(default_factory=dict)
+    transactional_ids: dict[str, set[str]] = field(default_factory=dict)
 
     def on_cluster(self, *actions: str) -> KafkaAccess:
         self.cluster.update((CONNECT, *actions))
@@ -138,12 +141,22 @@ class KafkaAccess:
             self.groups.setdefault(pattern, set()).update(actions)
         return self
 
+    def transactions(self, patterns: Iterable[str]) -> KafkaAccess:
+        """Write in transactions with the transactional ids ``patterns`` match."""
+        self.cluster.update((CONNECT, WRITE_IDEMPOTENTLY))
+        for pattern in patterns:
+            self.transactional_ids.setdefault(pattern, set()).update(
+                (DESCRIBE_TRANSACTIONAL_ID, ALTER_TRANSACTIONAL_ID)
+            )
+        return self
+
 
 def grant_kafka(role: iam.IRole, cluster_arn: str, access: KafkaAccess, why: str) -> None:
     """``access`` as statements on the cluster's own ARNs (topic and group ARNs derive from the cluster's)."""
     prefix, _, name_and_uuid = cluster_arn.partition(":cluster/")
     allow(role, sorted(access.cluster), [cluster_arn])
-    for kind, patterns in (("topic", access.topics), ("group", access.groups)):
+    kinds = (("topic", access.topics), ("group", access.groups), ("transactional-id", access.transactional_ids))
+    for kind, patterns in kinds:
         by_actions: dict[tuple[str, ...], list[str]] = {}
         for pattern, granted in sorted(patterns.items()):
             by_actions.setdefault(tuple(sorted(granted)), []).append(f"{prefix}:{kind}/{name_and_uuid}/{pattern}")

@@ -41,6 +41,8 @@ IGNORED_KEYS = frozenset(
         "replication.policy.internal.topic.separator.enabled.default",
     }
 )
+EXACTLY_ONCE_KEY = "exactly.once.source.support"
+EXACTLY_ONCE_SUPPORT = ("disabled", "preparing", "enabled")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _ALIAS = re.compile(r"[A-Za-z0-9_\-]+")
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})$")
@@ -199,6 +201,12 @@ class ClusterConfig:
     bootstrap_servers: tuple[str, ...]
     client: Mapping[str, str] = field(default_factory=dict)
     roles: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    exactly_once_source_support: str = "disabled"
+
+    @property
+    def exactly_once(self) -> bool:
+        """Flows into this cluster write transactions (MM2's ``<alias>.exactly.once.source.support``)."""
+        return self.exactly_once_source_support == "enabled"
 
     def kafka_python_settings(self, role: str) -> dict[str, Any]:
         """kafka-python keyword arguments for a client of ``role`` (producer, consumer, admin)."""
@@ -224,6 +232,7 @@ class FlowConfig:
     target: str
     enabled: bool
     settings: FlowSettings
+    exactly_once: bool = False
 
     @property
     def name(self) -> str:
@@ -251,16 +260,40 @@ class FlowConfig:
     def offset_syncs_cluster(self) -> str:
         return self.source if self.settings.offset_syncs_topic_location == "source" else self.target
 
+    def source_offsets_topic(self) -> str:
+        """Where exactly-once mode keeps the last mirrored offset of each source partition: on the target, named
+        as MM2's dedicated mode names the Connect offsets topic of this source."""
+        return f"mm2-offsets.{self.source}.internal"
+
+    def transactional_id(self, topic: str, partition: int) -> str:
+        """The mirror's transactional id for one source partition: a newer writer of it fences older ones."""
+        return _bounded(f"{self._prefix()}{topic}:{partition}")
+
+    def transactional_id_pattern(self) -> str:
+        """Every ``transactional_id`` of this flow, as an IAM resource pattern."""
+        return f"{self._prefix()}*"
+
+    def checkpoints_transactional_id(self) -> str:
+        """The checkpoint function's transactional id: one per flow, so a second concurrent run is fenced."""
+        return f"smm:checkpoints:{self.source}:{self.target}"
+
+    def _prefix(self) -> str:
+        return f"smm:{self.source}:{self.target}:"
+
     def consumer_group_id(self, topic: str) -> str:
         """The event-source mapping's consumer group on the source: deterministic, per flow and topic.
 
         ``:`` appears in neither aliases nor topic names, so ids of different flows or topics never collide;
         ids over Lambda's 200 characters keep a prefix and a digest of the whole.
         """
-        group = f"smm:{self.source}:{self.target}:{topic}"
-        if len(group) <= 200:
-            return group
-        return f"{group[:183]}+{hashlib.sha256(group.encode()).hexdigest()[:16]}"
+        return _bounded(f"{self._prefix()}{topic}")
+
+
+def _bounded(name: str) -> str:
+    """``name`` if it fits Lambda's 200-character group ids, else a prefix and a digest of the whole."""
+    if len(name) <= 200:
+        return name
+    return f"{name[:183]}+{hashlib.sha256(name.encode()).hexdigest()[:16]}"
 
 
 @dataclass(frozen=True)
@@ -375,23 +408,35 @@ def parse(props: Mapping[str, str]) -> MirrorConfig:
     cluster_client: dict[str, dict[str, str]] = {a: {} for a in aliases}
     cluster_roles: dict[str, dict[str, dict[str, str]]] = {a: {r: {} for r in ROLES} for a in aliases}
     bootstrap: dict[str, str] = {}
+    exactly_once: dict[str, str] = {}
 
-    for key, value in props.items():
+    for key, value in sorted(props.items(), key=lambda item: item[0] == EXACTLY_ONCE_KEY):
         if key == "clusters":
             continue
         if FLOW_ARROW in key:
             _flow_key(key, value, aliases, flow_keys, problems, warnings)
         elif key in FLOW_KEYS:
             top_level[key] = value
+        elif key == EXACTLY_ONCE_KEY:
+            everywhere = _convert(key, value, _exactly_once, problems, "disabled")
+            exactly_once.update({a: everywhere for a in aliases if a not in exactly_once})
         elif key in IGNORED_KEYS:
             warnings.append(f"{key}: used by a Connect cluster, not by Serverless MirrorMaker; ignored")
         else:
-            _cluster_key(key, value, aliases, bootstrap, cluster_client, cluster_roles, problems, warnings)
+            _cluster_key(
+                key, value, aliases, bootstrap, cluster_client, cluster_roles, exactly_once, problems, warnings
+            )
 
     clusters: dict[str, ClusterConfig] = {}
     for alias in aliases:
         servers = _bootstrap_servers(alias, bootstrap.get(alias), problems)
-        clusters[alias] = ClusterConfig(alias, servers, cluster_client[alias], cluster_roles[alias])
+        support = exactly_once.get(alias, "disabled")
+        clusters[alias] = ClusterConfig(alias, servers, cluster_client[alias], cluster_roles[alias], support)
+        if support == "preparing":
+            warnings.append(
+                f"{alias}.{EXACTLY_ONCE_KEY} = preparing: no preparation step is needed here (each partition has "
+                "its own transactional id); flows into it stay at-least-once until it is enabled"
+            )
 
     flows: list[FlowConfig] = []
     for source in aliases:
@@ -402,11 +447,32 @@ def parse(props: Mapping[str, str]) -> MirrorConfig:
             enabled_raw = overrides.pop("enabled", "false")
             enabled = _convert(f"{source}{FLOW_ARROW}{target}.enabled", enabled_raw, _bool, problems, False)
             settings = _flow_settings(source, target, top_level, overrides, problems)
-            flows.append(FlowConfig(source, target, bool(enabled), settings))
+            flow = FlowConfig(source, target, bool(enabled), settings, clusters[target].exactly_once)
+            if flow.enabled and flow.exactly_once:
+                _check_exactly_once_source(clusters[source], flow, problems)
+            flows.append(flow)
 
     if problems:
         raise ConfigError(problems)
     return MirrorConfig(clusters, tuple(flows), tuple(warnings))
+
+
+def _exactly_once(value: str) -> str:
+    support = value.strip()
+    if support not in EXACTLY_ONCE_SUPPORT:
+        raise _Invalid(f"allowed: {', '.join(EXACTLY_ONCE_SUPPORT)}")
+    return support
+
+
+def _check_exactly_once_source(source: ClusterConfig, flow: FlowConfig, problems: list[str]) -> None:
+    """Exactly-once copies committed source records only: aborted source transactions must stay behind."""
+    level = source.roles.get("consumer", {}).get("isolation.level", source.client.get("isolation.level"))
+    if level == "read_uncommitted":
+        problems.append(
+            f"{source.alias}.consumer.isolation.level = read_uncommitted: flow {flow.name} is exactly-once "
+            f"({flow.target}.{EXACTLY_ONCE_KEY} = enabled) and would copy aborted source transactions; "
+            "allowed: read_committed (the default in exactly-once mode)"
+        )
 
 
 def _aliases(props: Mapping[str, str], problems: list[str]) -> list[str]:
@@ -463,6 +529,7 @@ def _cluster_key(
     bootstrap: dict[str, str],
     cluster_client: dict[str, dict[str, str]],
     cluster_roles: dict[str, dict[str, dict[str, str]]],
+    exactly_once: dict[str, str],
     problems: list[str],
     warnings: list[str],
 ) -> None:
@@ -476,9 +543,8 @@ def _cluster_key(
     if setting == "bootstrap.servers":
         bootstrap[alias] = value
         return
-    if setting == "exactly.once.source.support":
-        if value.strip() != "disabled":
-            problems.append(f"{key} = {value}: exactly-once mirroring is not available yet; allowed: disabled")
+    if setting == EXACTLY_ONCE_KEY:
+        exactly_once[alias] = _convert(key, value, _exactly_once, problems, "disabled")
         return
     role, _, role_setting = setting.partition(".")
     if role in ROLES and role_setting:

@@ -7,6 +7,7 @@ header; Checkpoint and Heartbeat values start with an int16 version (0). See ``c
 
 from __future__ import annotations
 
+import json
 import struct
 from dataclasses import dataclass
 
@@ -167,3 +168,48 @@ class Heartbeat:
         _, timestamp = v.unpack(_VERSIONED_INT64)
         v.end()
         return cls(source, target, timestamp)
+
+
+SOURCE_CONNECTOR = "MirrorSourceConnector"
+
+
+@dataclass(frozen=True)
+class SourceOffset:
+    """The last source offset mirrored of one partition, as MM2's Connect worker stores it.
+
+    Exactly-once mode writes it in the same transaction as the records, to ``mm2-offsets.<source>.internal``
+    on the target (the topic MM2's dedicated mode keeps its source offsets in): key
+    ``["MirrorSourceConnector",{"cluster":A,"partition":0,"topic":"t"}]`` and value ``{"offset":N}``, the JSON
+    that Connect's schemaless ``JsonConverter`` writes, keys in the order Java's ``HashMap`` iterates them.
+    Byte-identical keys let compaction keep one per partition, whichever of MM2 and this project wrote it.
+    """
+
+    cluster: str
+    topic: str
+    partition: int
+    offset: int
+
+    def record_key(self) -> bytes:
+        return _json([SOURCE_CONNECTOR, {"cluster": self.cluster, "partition": self.partition, "topic": self.topic}])
+
+    def record_value(self) -> bytes:
+        return _json({"offset": self.offset})
+
+    @classmethod
+    def deserialize(cls, key: bytes, value: bytes | None) -> SourceOffset | None:
+        """The offset a record holds; None for a tombstone or another connector's record."""
+        try:
+            connector, partition = json.loads(key)
+            offset = json.loads(value)["offset"] if value is not None else None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise FormatError(f"source offset record: {exc}") from None
+        if connector != SOURCE_CONNECTOR or offset is None:
+            return None
+        try:
+            return cls(str(partition["cluster"]), str(partition["topic"]), int(partition["partition"]), int(offset))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"source offset record: missing or bad field {exc}") from None
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()

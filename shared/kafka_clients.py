@@ -26,7 +26,16 @@ from kafka.errors import (
 from kafka.serializer import Serializer
 
 from shared.config import MirrorConfig
-from shared.record_producers import ConfluentProducer, KafkaPythonProducer, RecordProducer, librdkafka_config
+from shared.record_producers import (
+    TRANSACTION_FLUSH_TIMEOUT_SECONDS,
+    ConfluentProducer,
+    ConfluentTransactionalProducer,
+    KafkaPythonProducer,
+    KafkaPythonTransactionalProducer,
+    RecordProducer,
+    TransactionalProducer,
+    librdkafka_config,
+)
 
 
 class ClusterError(RuntimeError):
@@ -131,14 +140,28 @@ class KafkaClients:
 
     def _new_record_producer(self, alias: str, backend: str) -> RecordProducer:
         if backend == "confluent-kafka":
-            cluster = self.config.cluster(alias)
-            config = librdkafka_config(
-                list(cluster.bootstrap_servers), cluster.client, cluster.roles.get("producer", {})
-            )
-            config.setdefault("client.id", f"{self._client_id}-{alias}-producer")
-            return ConfluentProducer(config)
+            return ConfluentProducer(self._librdkafka_producer_config(alias))
         settings = {**_PRODUCER_DEFAULTS, **self._settings(alias, "producer")}
         return KafkaPythonProducer(_connect(alias, KafkaProducer, settings))
+
+    def transactional_producer(self, alias: str, backend: str, transactional_id: str) -> TransactionalProducer:
+        """A new producer of the caller's own for ``transactional_id``, initialised: older ones are fenced."""
+        if backend == "confluent-kafka":
+            config = {**self._librdkafka_producer_config(alias), "transactional.id": transactional_id}
+            return ConfluentTransactionalProducer(config)
+        settings = {
+            **_PRODUCER_DEFAULTS,
+            **self._settings(alias, "producer"),
+            "transactional_id": transactional_id,
+            "max_block_ms": int(TRANSACTION_FLUSH_TIMEOUT_SECONDS * 1000),  # init and commit wait no longer
+        }
+        return KafkaPythonTransactionalProducer(_connect(alias, KafkaProducer, settings))
+
+    def _librdkafka_producer_config(self, alias: str) -> dict[str, Any]:
+        cluster = self.config.cluster(alias)
+        config = librdkafka_config(list(cluster.bootstrap_servers), cluster.client, cluster.roles.get("producer", {}))
+        config.setdefault("client.id", f"{self._client_id}-{alias}-producer")
+        return config
 
     def admin(self, alias: str) -> KafkaAdminClient:
         with self._lock:

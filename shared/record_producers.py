@@ -17,6 +17,12 @@ from shared import client_settings
 BACKENDS = ("kafka-python", "confluent-kafka")
 
 Header = tuple[str, bytes]
+# Whatever a closing producer still holds was never acknowledged, so the batch it belonged to failed (or will be
+# redelivered): waiting longer protects nothing and can hang a shutdown on an unreachable cluster.
+CLOSE_TIMEOUT_SECONDS = 10.0
+# How long a transaction may take to flush or commit before the batch fails and its producer is replaced (a new
+# one fences the old and aborts its transaction). A 6 MB batch needs well under a second on a healthy link.
+TRANSACTION_FLUSH_TIMEOUT_SECONDS = 15.0
 
 
 class Delivery(Protocol):
@@ -53,6 +59,20 @@ class RecordProducer(Protocol):
         ...
 
 
+class TransactionalProducer(RecordProducer, Protocol):
+    """A producer with a fixed transactional id, initialised (older producers of the id fenced) when built."""
+
+    def begin(self) -> None: ...
+
+    def commit(self) -> None:
+        """Flush and commit; raises if any send of the transaction failed or a newer producer fenced this one."""
+        ...
+
+    def discard(self) -> None:
+        """Drop the producer without waiting: its open transaction is aborted when a successor initialises."""
+        ...
+
+
 class KafkaPythonProducer:
     """kafka-python's ``KafkaProducer``; its futures already are deliveries."""
 
@@ -77,7 +97,14 @@ class KafkaPythonProducer:
         self._producer.flush()
 
     def close(self) -> None:
-        self._producer.close()
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            self._producer.close(timeout=CLOSE_TIMEOUT_SECONDS)
+        except KafkaTimeoutError:
+            # close() flushes first and gives up on a timeout without closing; a forced close fails what is left
+            self._producer._sender.force_close()
+            self._producer.close(timeout=CLOSE_TIMEOUT_SECONDS)
 
     def await_partitions(self, topic: str, partitions: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -87,6 +114,27 @@ class KafkaPythonProducer:
             self._producer._metadata.request_update()  # kafka-python has no public refresh
             time.sleep(0.1)
         return True
+
+
+class KafkaPythonTransactionalProducer(KafkaPythonProducer):
+    def __init__(self, producer: Any) -> None:
+        super().__init__(producer)
+        producer.init_transactions()
+
+    def flush(self) -> None:
+        # kafka-python 3.0.12 does not get a transaction going again after its coordinator connection dropped
+        # (a broker restart): sends wait for their delivery timeout. A bounded flush lets the caller replace it.
+        self._producer.flush(timeout=TRANSACTION_FLUSH_TIMEOUT_SECONDS)
+
+    def begin(self) -> None:
+        self._producer.begin_transaction()
+
+    def commit(self) -> None:
+        self._producer.commit_transaction()
+
+    def discard(self) -> None:
+        self._producer._sender.force_close()  # fails what it holds, sends nothing more
+        self.close()
 
 
 class _FutureDelivery:
@@ -142,6 +190,7 @@ class ConfluentProducer:
         from confluent_kafka import Producer
 
         self._producer = Producer(dict(config))
+        self._timeout = 120.0
 
     def send(
         self,
@@ -169,12 +218,12 @@ class ConfluentProducer:
                 self._producer.poll(0.05)
 
     def flush(self) -> None:
-        remaining = self._producer.flush(120)
+        remaining = self._producer.flush(self._timeout)
         if remaining:
             raise RuntimeError(f"{remaining} record(s) still undelivered after 120 s")
 
     def close(self) -> None:
-        self._producer.flush(30)
+        self._producer.flush(CLOSE_TIMEOUT_SECONDS)
 
     def await_partitions(self, topic: str, partitions: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -184,6 +233,32 @@ class ConfluentProducer:
                 return True
             time.sleep(0.1)
         return False
+
+
+class ConfluentTransactionalProducer(ConfluentProducer):
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__(config)
+        self._producer.init_transactions(self._timeout)
+        self._timeout = TRANSACTION_FLUSH_TIMEOUT_SECONDS
+
+    def flush(self) -> None:
+        # poll, not flush: on a fatal error (fenced by a newer producer) confluent-kafka 2.16.1's flush raises a
+        # KafkaError that is no exception (Python sees a SystemError); poll raises a proper KafkaException
+        deadline = time.monotonic() + self._timeout
+        while len(self._producer):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(self._producer)} record(s) still undelivered after {self._timeout:g} s")
+            self._producer.poll(0.05)
+
+    def begin(self) -> None:
+        self._producer.begin_transaction()
+
+    def commit(self) -> None:
+        self._producer.commit_transaction(self._timeout)
+
+    def discard(self) -> None:
+        self._producer.purge()
+        self._producer.flush(0)
 
 
 # librdkafka takes Java client names for most settings; these differ or need a value changed.

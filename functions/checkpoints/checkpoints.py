@@ -112,7 +112,7 @@ class CheckpointTask:
         self.selector = flow.topic_selector()
         self.group_filter = flow.group_filter()
         self.checkpoints_topic = self.policy.checkpoints_topic(flow.source)
-        self.transactional_id = f"smm:checkpoints:{flow.source}:{flow.target}"
+        self.transactional_id = flow.checkpoints_transactional_id()
         self.syncs = SyncView(clients, flow.offset_syncs_cluster(), flow.offset_syncs_topic())
         self.reverse = _reverse_flow(flow, clients)
         self._reverse_syncs: SyncView | None = None

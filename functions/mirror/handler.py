@@ -72,7 +72,7 @@ class _Container:
         with self._lock:
             if self._mirror is None or text != self._text:
                 if self._mirror is not None:
-                    self._mirror.clients.close()
+                    self._mirror.close()
                 mirror_config = config_source.parse_text(text)
                 flow = config_source.flow_from_environment(mirror_config)
                 self._mirror = Mirror(flow, KafkaClients(mirror_config, client_id=f"smm-mirror-{flow.name}"))

@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
+from functions.mirror.exactly_once import ExactlyOnceWriter
 from shared import provenance
 from shared.config import FlowConfig
 from shared.esm_event import SourceRecord, by_partition
@@ -40,6 +41,17 @@ class MirrorError(RuntimeError):
 
 class OversizedRecordError(MirrorError):
     """A record larger than the remote topic accepts, with ``smm.oversized.record.action = fail``."""
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """One partition's sends of a batch, waiting for the flush (and, in exactly-once mode, the commit)."""
+
+    topic: str
+    partition: int
+    sent: list[tuple[int, Delivery]]
+    producer: RecordProducer
+    last_offset: int  # the batch's last upstream offset: committed as the partition's source offset
 
 
 @dataclass
@@ -95,6 +107,7 @@ class Mirror:
         self.selector = flow.topic_selector()
         self.identity = flow.uses_identity_names()
         self.planner = OffsetSyncPlanner(flow.settings.offset_lag_max)
+        self.exactly_once = ExactlyOnceWriter(flow, clients) if flow.exactly_once else None
         self._next_offset: dict[tuple[str, int], int] = {}
 
     # --- one batch ---------------------------------------------------------------------------------------
@@ -102,11 +115,43 @@ class Mirror:
     def mirror(self, records: Sequence[SourceRecord]) -> BatchReport:
         started = time.monotonic()
         report = BatchReport(records=len(records))
-        now_ms = int(time.time() * 1000)
-        pending: list[tuple[str, int, list[tuple[int, Delivery]]]] = []
-        dead_letters: list[Delivery] = []
-        producer = self._producer(self.flow.target)
+        if self.exactly_once is not None:
+            self.exactly_once.prepare(
+                key for key, _ in by_partition(records) if self.selector.skip_reason(key[0]) is None
+            )
+        begun: list[tuple[str, int]] = []  # exactly-once: the partitions whose transaction this batch opened
+        try:
+            pending, dead_letters = self._send(records, report, begun)
+            acked = self._acknowledge(pending, dead_letters, report)
+        except BaseException:
+            if self.exactly_once is not None:
+                self.exactly_once.abort(begun)
+            raise
+        report.mirrored = sum(len(pairs) for _, _, pairs in acked)
+        states = self._write_offset_syncs(acked, report)
+        self._detect_gaps(records, report)
+        for (topic, partition), state in states.items():
+            self.planner.commit(topic, partition, state)
+        for (topic, partition), batch in by_partition(records):
+            self._next_offset[(topic, partition)] = batch[-1].offset + 1
+        report.batch_latency_ms = (time.monotonic() - started) * 1000
+        return report
 
+    def close(self) -> None:
+        if self.exactly_once is not None:
+            self.exactly_once.close()
+        self.clients.close()
+
+    # --- steps -------------------------------------------------------------------------------------------
+
+    def _send(
+        self, records: Sequence[SourceRecord], report: BatchReport, begun: list[tuple[str, int]]
+    ) -> tuple[list[_Pending], list[Delivery]]:
+        """Send each partition's records (in exactly-once mode, inside its transaction); nothing is flushed yet."""
+        now_ms = int(time.time() * 1000)
+        pending: list[_Pending] = []
+        dead_letters: list[Delivery] = []
+        shared = self._producer(self.flow.target)
         for (topic, partition), batch in by_partition(records):
             reason = self.selector.skip_reason(topic)
             if reason is not None:
@@ -116,6 +161,17 @@ class Mirror:
                     extra={"topic": topic, "partition": partition, "reason": reason, "records": len(batch)},
                 )
                 continue
+            producer: RecordProducer = shared
+            last_offset = batch[-1].offset
+            if self.exactly_once is not None:
+                fresh = self.exactly_once.unmirrored(topic, partition, batch)
+                if len(fresh) < len(batch):
+                    report.skipped["mirrored"] += len(batch) - len(fresh)
+                    if not fresh:
+                        continue
+                batch = fresh
+                begun.append((topic, partition))
+                producer = self.exactly_once.begin(topic, partition)
             remote = self.policy.format_remote_topic(self.flow.source, topic)
             info = self._remote_topic(topic, partition, remote)
             sent: list[tuple[int, Delivery]] = []
@@ -130,7 +186,7 @@ class Mirror:
                 header_bytes = sum(len(k) + len(v) for k, v in headers) if headers else 0
                 size = len(key or b"") + len(value or b"") + header_bytes
                 if RECORD_OVERHEAD_BYTES + size + HEADER_OVERHEAD_BYTES * len(headers) > limit:
-                    dead_letters.append(self._dead_letter(record, remote, size, limit))
+                    dead_letters.append(self._dead_letter(producer, record, remote, size, limit))
                     continue
                 sent.append((record.offset, send(remote, key, value, headers, partition, record.timestamp)))
                 report.bytes += size
@@ -138,22 +194,22 @@ class Mirror:
                 report.max_record_age_ms = max(report.max_record_age_ms, now_ms - min(r.timestamp for r in batch))
             if self.policy.is_heartbeats_topic(topic):
                 self._observe_heartbeats(batch, now_ms, report)
-            pending.append((topic, partition, sent))
+            pending.append(_Pending(topic, partition, sent, producer, last_offset))
+        return pending, dead_letters
 
-        producer.flush()
+    def _acknowledge(
+        self, pending: list[_Pending], dead_letters: list[Delivery], report: BatchReport
+    ) -> list[tuple[str, int, list[tuple[int, int]]]]:
+        """Flush, check every send, then (exactly-once) commit each partition's transaction with its offset."""
+        producers = {id(p.producer): p.producer for p in pending} or {0: self._producer(self.flow.target)}
+        for producer in producers.values():
+            producer.flush()
         report.dead_lettered = len(_acknowledged(dead_letters, "dead-lettering a record"))
-        acked = [(topic, partition, _downstream_offsets(topic, partition, sent)) for topic, partition, sent in pending]
-        report.mirrored = sum(len(pairs) for _, _, pairs in acked)
-        states = self._write_offset_syncs(acked, report)
-        self._detect_gaps(records, report)
-        for (topic, partition), state in states.items():
-            self.planner.commit(topic, partition, state)
-        for (topic, partition), batch in by_partition(records):
-            self._next_offset[(topic, partition)] = batch[-1].offset + 1
-        report.batch_latency_ms = (time.monotonic() - started) * 1000
-        return report
-
-    # --- steps -------------------------------------------------------------------------------------------
+        acked = [(p.topic, p.partition, _downstream_offsets(p.topic, p.partition, p.sent)) for p in pending]
+        if self.exactly_once is not None:
+            for p in pending:
+                self.exactly_once.commit(p.topic, p.partition, p.last_offset)
+        return acked
 
     def _remote_topic(self, topic: str, partition: int, remote: str) -> TopicInfo:
         """The remote topic, created (or grown) to the source's partition count before anything is sent."""
@@ -171,7 +227,9 @@ class Mirror:
     def _producer(self, alias: str) -> RecordProducer:
         return self.clients.record_producer(alias, self.flow.settings.producer_backend)
 
-    def _dead_letter(self, record: SourceRecord, remote: str, size: int, limit: int) -> Delivery:
+    def _dead_letter(
+        self, producer: RecordProducer, record: SourceRecord, remote: str, size: int, limit: int
+    ) -> Delivery:
         """Apply ``smm.oversized.record.action``: fail the batch, or send the record's coordinates aside."""
         where = f"{record.topic}-{record.partition}@{record.offset}"
         if self.flow.settings.oversized_record_action == "fail":
@@ -193,7 +251,7 @@ class Mirror:
             ("smm.reason", f"larger than max.message.bytes={limit} of {remote}".encode()),
         ]
         logger.error("record larger than the remote topic allows: dead-lettered", extra={"record": where})
-        return self._producer(self.flow.target).send(dlq, record.key, None, headers, 0, record.timestamp)
+        return producer.send(dlq, record.key, None, headers, 0, record.timestamp)
 
     def _observe_heartbeats(self, batch: Sequence[SourceRecord], now_ms: int, report: BatchReport) -> None:
         """MM2's replication-latency-ms: how long each heartbeat took to get here."""

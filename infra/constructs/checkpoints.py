@@ -52,7 +52,7 @@ class Checkpoints(Construct):
             p.internal_topics(source).on_topics(["*"], p.DESCRIBE_TOPIC).on_groups(["*"], p.DESCRIBE_GROUP)
             p.internal_topics(target).on_topics([remote_topic_pattern(flow)], p.DESCRIBE_TOPIC, p.READ).on_groups(
                 ["*"], p.DESCRIBE_GROUP, p.ALTER_GROUP
-            )
+            ).transactions([flow.checkpoints_transactional_id()])
         p.grant_kafka_access(
             self.scheduled.smm.role,
             ctx.deployment,

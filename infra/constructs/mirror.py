@@ -140,6 +140,10 @@ class MirrorFunction(Construct):
             .on_topics([remote_topic_pattern(flow), flow.settings.dead_letter_topic], *writes)
             .on_topics([offset_syncs], p.CREATE_TOPIC, p.DESCRIBE_TOPIC, p.WRITE)
         )
+        if flow.exactly_once:  # per-partition transactions, ending with the source offset (functions/mirror)
+            target.transactions([flow.transactional_id_pattern()]).on_topics(
+                [flow.source_offsets_topic()], p.CREATE_TOPIC, p.DESCRIBE_TOPIC, p.READ, p.WRITE
+            )
         p.grant_kafka_access(
             self.smm.role,
             deployment,

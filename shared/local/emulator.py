@@ -220,7 +220,7 @@ class FlowRunner(EsmReconciler):
             poller.stopping.set()
         for poller in pollers:
             poller.join(timeout=30)
-        self.clients.close()
+        self.mirror.close()
 
     def _report(self, report: dict[str, Any]) -> None:
         with self._lock:

@@ -63,6 +63,7 @@ class KafkaPythonEsmConsumer:
             auto_offset_reset="earliest" if settings.starting_position == "TRIM_HORIZON" else "latest",
             max_poll_records=settings.batch_size,
             metadata_max_age_ms=5000,
+            **_isolation(flow, "isolation_level"),
         )
         # Metadata first: kafka-python can join the group before its first metadata response names the topic,
         # take an empty assignment, and then miss the update that should trigger a rebalance (seen with several
@@ -84,6 +85,11 @@ class KafkaPythonEsmConsumer:
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
+
+
+def _isolation(flow: FlowConfig, key: str) -> dict[str, str]:
+    """Exactly-once flows copy committed source records only (config validation refuses read_uncommitted)."""
+    return {key: "read_committed"} if flow.exactly_once else {}
 
 
 def _from_kafka_python(r: Any) -> SourceRecord:
@@ -111,6 +117,7 @@ class ConfluentEsmConsumer:
             "group.id": flow.consumer_group_id(topic),
             "auto.offset.reset": "earliest" if flow.settings.starting_position == "TRIM_HORIZON" else "latest",
             "client.id": f"smm-esm-{flow.name}-{topic}",
+            **_isolation(flow, "isolation.level"),
         }
         config = librdkafka_config(
             list(cluster.bootstrap_servers), cluster.client, cluster.roles.get("consumer", {}), defaults

@@ -308,9 +308,9 @@ def test_kafka_data_plane_is_scoped_to_the_configured_clusters(msk: Synthesized)
             kind, _, rest = resource.partition(":kafka:eu-west-1:123456789012:")[2].partition("/")
             cluster = f"arn:aws:kafka:eu-west-1:123456789012:cluster/{'/'.join(rest.split('/')[:2])}"
             assert cluster in clusters, (policy, resource)
-            assert kind in ("cluster", "topic", "group")
+            assert kind in ("cluster", "topic", "group", "transactional-id")
             seen.add(kind)
-    assert seen == {"cluster", "topic", "group"}
+    assert seen == {"cluster", "topic", "group", "transactional-id"}
     # the mirror reads only through its own consumer groups
     mirror_policy = msk.logical_id(msk.stack.mirrors[0].smm.role.node.find_child("DefaultPolicy"))
     groups = [
@@ -355,3 +355,25 @@ def test_heartbeats_may_write_every_pairs_target(msk: Synthesized) -> None:
         for r in as_list(s["Resource"])
     }
     assert writable == {f"{arn.replace(':cluster/', ':topic/')}/heartbeats" for arn in (MSK_PRIMARY, MSK_DR)}
+
+
+def transactional_grants(s: Synthesized, role_owner: Any) -> dict[str, set[str]]:
+    """transactional-id ARN -> actions granted to the construct's role."""
+    policy = s.logical_id(role_owner.smm.role.node.find_child("DefaultPolicy"))
+    grants: dict[str, set[str]] = {}
+    for _, statement in statements(s.resources, policy):
+        for resource in as_list(statement["Resource"]):
+            if isinstance(resource, str) and ":transactional-id/" in resource:
+                grants.setdefault(resource, set()).update(as_list(statement["Action"]))
+    return grants
+
+
+def test_only_the_checkpoints_use_transactions_in_at_least_once_mode(msk: Synthesized) -> None:
+    dr_ids = MSK_DR.replace(":cluster/", ":transactional-id/")
+    assert transactional_grants(msk, msk.stack.checkpoints.scheduled) == {
+        f"{dr_ids}/smm:checkpoints:primary:dr": {
+            "kafka-cluster:DescribeTransactionalId",
+            "kafka-cluster:AlterTransactionalId",
+        }
+    }
+    assert transactional_grants(msk, msk.stack.mirrors[0]) == {}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.support import Synthesized, as_list, statements, synthesize
+from tests.infra.support import EXAMPLES, Synthesized, as_list, statements, synthesize
 
 MSK_A = "arn:aws:kafka:eu-west-1:123456789012:cluster/a/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0-2"
 MTLS_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:smm/b-client-AbCdEf"
@@ -94,3 +94,22 @@ def test_no_enabled_flow_still_deploys_the_scheduled_functions(tmp_path: Path) -
     ]
     assert not s.of_type("AWS::Lambda::EventSourceMapping")
     assert len(s.of_type("AWS::Scheduler::Schedule")) == 3
+
+
+def test_exactly_once_mirror_may_use_its_transactional_ids_and_offsets_topic(tmp_path: Path) -> None:
+    properties = (EXAMPLES / "msk" / "mm2.properties").read_text() + "dr.exactly.once.source.support = enabled\n"
+    s = synthesize("msk", tmp_path, properties=properties)
+    policy = s.logical_id(s.stack.mirrors[0].smm.role.node.find_child("DefaultPolicy"))
+    dr = "arn:aws:kafka:eu-west-1:123456789012:{kind}/dr/9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0-3"
+    granted: dict[str, set[str]] = {}
+    for _, statement in statements(s.resources, policy):
+        for resource in as_list(statement["Resource"]):
+            if isinstance(resource, str):
+                granted.setdefault(resource, set()).update(as_list(statement["Action"]))
+    assert granted[dr.format(kind="transactional-id") + "/smm:primary:dr:*"] == {
+        "kafka-cluster:DescribeTransactionalId",
+        "kafka-cluster:AlterTransactionalId",
+    }
+    offsets_topic = granted[dr.format(kind="topic") + "/mm2-offsets.primary.internal"]
+    assert {"kafka-cluster:ReadData", "kafka-cluster:WriteData", "kafka-cluster:CreateTopic"} <= offsets_topic
+    assert "kafka-cluster:WriteDataIdempotently" in granted[dr.format(kind="cluster")]

@@ -2,7 +2,7 @@
 
 Every record a workload produces has a unique value (``topic/partition/n``), so comparing source and target
 tells a lost record from a duplicated one and shows whether first occurrences kept the source's order.
-Source and target are read with ``read_committed``, which is what an exactly-once mode will need and changes
+Source and target are read with ``read_committed``, as a consumer of an exactly-once flow reads; it changes
 nothing for at-least-once (whose mirror writes no transactions).
 """
 
@@ -34,11 +34,10 @@ from shared.kafka_groups import TopicRecord, read_topic
 from shared.record_producers import KafkaPythonProducer
 from tests.kafka.support import SINGLE_BROKER, run_flows
 
-# Delivery modes the suite runs in, with the flow settings each needs. Exactly-once joins as
-# ``"exactly-once": {"exactly.once.source.support": "enabled"}`` once the mirror supports it; the tally then
-# also requires duplicated == 0 (``FaultResult.check``).
-MODES: dict[str, dict[str, str]] = {"at-least-once": {}}
+# Delivery modes the suite runs in, with the flow settings each needs; in exactly-once mode the tally also
+# requires duplicated == 0 (``FaultResult.check``).
 EXACTLY_ONCE = "exactly-once"
+MODES: dict[str, dict[str, str]] = {"at-least-once": {}, EXACTLY_ONCE: {"exactly.once.source.support": "enabled"}}
 POLL_SECONDS = 0.25
 SMM = Path(sys.executable).with_name("smm")
 

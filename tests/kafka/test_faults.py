@@ -3,7 +3,7 @@
 Each test drives a flow through one fault, compares source and target record by record, prints the row
 ``fault | mode | produced | mirrored | lost | duplicated`` and asserts that nothing was lost and that each
 partition's first occurrences keep the source's order. At-least-once may duplicate (a redelivered batch is
-written again); exactly-once, once it exists, joins through ``faults.MODES`` and must not. The module prints
+written again); exactly-once (``faults.MODES``) must not. The module prints
 every row as one table when it ends: the README's Reliability section shows it.
 """
 

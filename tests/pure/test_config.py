@@ -396,7 +396,20 @@ ERROR_CASES = [
     pytest.param({"A.producer.acks": "1"}, (), ["A.producer.acks", "'1'", "all"]),
     pytest.param({"A.consumer.isolation.level": "x"}, (), ["A.consumer.isolation.level", "read_committed"]),
     pytest.param(
-        {"B.exactly.once.source.support": "enabled"}, (), ["B.exactly.once.source.support", "enabled", "disabled"]
+        {"B.exactly.once.source.support": "on"}, (), ["B.exactly.once.source.support", "'on'", "preparing, enabled"]
+    ),
+    pytest.param(
+        {"exactly.once.source.support": "yes"}, (), ["exactly.once.source.support", "'yes'", "disabled, preparing"]
+    ),
+    pytest.param(
+        {
+            "A->B.enabled": "true",
+            "B.exactly.once.source.support": "enabled",
+            "A.consumer.isolation.level": "read_uncommitted",
+        },
+        (),
+        ["A.consumer.isolation.level = read_uncommitted", "A->B is exactly-once", "aborted", "read_committed"],
+        id="exactly-once-reading-uncommitted",
     ),
     pytest.param({"clusters": "A, B, A"}, (), ["clusters", "'A'", "twice"]),
     pytest.param({"clusters": "A, B", "X.Y.bootstrap.servers": "h:1"}, (), ["X.Y.bootstrap.servers", "unknown key"]),
@@ -581,7 +594,41 @@ def test_role_level_common_setting_warns() -> None:
 
 
 def test_exactly_once_disabled_is_accepted() -> None:
-    assert parse(with_keys({"B.exactly.once.source.support": "disabled"})).warnings == ()
+    config = parse(with_keys({"B.exactly.once.source.support": "disabled"}))
+    assert config.warnings == ()
+    assert not any(f.exactly_once for f in config.flows)
+
+
+@pytest.mark.parametrize(
+    ("entries", "exactly_once_into"),
+    [
+        ({"B.exactly.once.source.support": "enabled"}, {"B"}),
+        ({"exactly.once.source.support": "enabled"}, {"A", "B"}),
+        # the cluster's own key wins over the top-level one, whichever comes first in the file
+        ({"B.exactly.once.source.support": "disabled", "exactly.once.source.support": "enabled"}, {"A"}),
+        ({"exactly.once.source.support": "enabled", "A.exactly.once.source.support": "disabled"}, {"B"}),
+    ],
+)
+def test_exactly_once_is_per_target_cluster(entries: dict[str, str], exactly_once_into: set[str]) -> None:
+    config = parse(with_keys(entries))
+    assert {f.target for f in config.flows if f.exactly_once} == exactly_once_into
+    assert {a for a, c in config.clusters.items() if c.exactly_once} == exactly_once_into
+
+
+def test_exactly_once_preparing_warns_and_stays_at_least_once() -> None:
+    config = parse(with_keys({"B.exactly.once.source.support": "preparing"}))
+    assert not config.flow("A", "B").exactly_once
+    assert len(config.warnings) == 1
+    assert "B.exactly.once.source.support = preparing" in config.warnings[0]
+
+
+def test_exactly_once_names_per_partition_transactional_ids() -> None:
+    flow = parse(with_keys({"B.exactly.once.source.support": "enabled"})).flow("A", "B")
+    assert flow.source_offsets_topic() == "mm2-offsets.A.internal"
+    assert flow.transactional_id("orders", 3) == "smm:A:B:orders:3"
+    long_id = flow.transactional_id("t" * 240, 1)
+    assert len(long_id) == 200
+    assert long_id != flow.transactional_id("t" * 240, 2)
 
 
 # --- client settings: Java names -> kafka-python ----------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.formats import Checkpoint, FormatError, Heartbeat, OffsetSync
+from shared.formats import Checkpoint, FormatError, Heartbeat, OffsetSync, SourceOffset
 
 MAX_LONG = 2**63 - 1
 MIN_LONG = -(2**63)
@@ -254,3 +254,42 @@ def test_records_are_immutable_and_hashable() -> None:
     with pytest.raises(AttributeError):
         sync.topic = "u"  # type: ignore[misc]
     assert len({sync, OffsetSync("t", 0, 5, 3), Heartbeat("A", "B", 1), Heartbeat("A", "B", 1)}) == 2
+
+
+# Connect's offsets topic, as MM2 4.x writes it for MirrorSourceConnector (schemaless JsonConverter).
+GOOD_SOURCE_OFFSET = (
+    b'["MirrorSourceConnector",{"cluster":"us-west","partition":3,"topic":"orders"}]',
+    b'{"offset":41}',
+)
+
+
+def test_source_offset_matches_connect_bytes() -> None:
+    offset = SourceOffset("us-west", "orders", 3, 41)
+    assert (offset.record_key(), offset.record_value()) == GOOD_SOURCE_OFFSET
+    assert SourceOffset.deserialize(*GOOD_SOURCE_OFFSET) == offset
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (b'["MirrorCheckpointConnector",{"cluster":"A","partition":0,"topic":"t"}]', b'{"offset":1}'),
+        (GOOD_SOURCE_OFFSET[0], None),  # a tombstone: the partition's offset was reset
+    ],
+)
+def test_source_offset_of_other_records_is_none(key: bytes, value: bytes | None) -> None:
+    assert SourceOffset.deserialize(key, value) is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (b"not json", b'{"offset":1}'),
+        (b'["MirrorSourceConnector"]', b'{"offset":1}'),
+        (b'["MirrorSourceConnector",{"cluster":"A","topic":"t"}]', b'{"offset":1}'),
+        (GOOD_SOURCE_OFFSET[0], b'{"position":1}'),
+        (GOOD_SOURCE_OFFSET[0], b'{"offset":"x"}'),
+    ],
+)
+def test_malformed_source_offset_is_a_format_error(key: bytes, value: bytes) -> None:
+    with pytest.raises(FormatError, match="source offset record"):
+        SourceOffset.deserialize(key, value)
