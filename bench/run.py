@@ -198,10 +198,25 @@ def produce_workload(bootstrap: str, workload: Workload, topic: str = TOPIC) -> 
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its reaped children so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of a process and all its descendants so far, reaped or running (Linux /proc)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        ticks[child] = sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
 def _java() -> str:
@@ -554,6 +569,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--handler-records", type=int, default=200_000)
     p.add_argument("--backends", default="kafka-python,confluent-kafka")
     p.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="smm run --processes: processes sharing the partitions (default: one per core, as MM2 uses the cores)",
+    )
+    p.add_argument(
         "--exactly-once-backends",
         default="confluent-kafka",
         help="backends also run in exactly-once mode (dst.exactly.once.source.support = enabled); empty skips",
@@ -588,10 +609,11 @@ def main(argv: list[str] | None = None) -> int:
                 results.runs.append(measure_mirror("MirrorMaker 2", command, servers, workload, work, latency))
             modes = [(b, False) for b in backends] + [(b, True) for b in exactly_once_backends]
             for backend, exactly_once in modes:
-                name = f"smm run ({backend}{', exactly-once' if exactly_once else ''})"
+                name = f"smm run ({backend}{', exactly-once' if exactly_once else ''}, x{args.processes})"
                 say(f"== this project: {name}")
                 properties = _smm_properties(work, servers, backend, exactly_once)
                 command = [str(REPO / ".venv" / "bin" / "smm"), "run", str(properties), "--progress", "3600"]
+                command += ["--processes", str(args.processes)]
                 env = {**os.environ, "SMM_LOCAL_DIR": str(work / "state")}
                 results.runs.append(
                     measure_mirror(name, command, servers, workload, work, latency, env, exactly_once=exactly_once)

@@ -6,12 +6,15 @@ Exit codes: 0 success, 1 bad configuration or a failed run, 2 bad command line.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO, cast
 
 from shared import cli_failover, config
 from shared.config import ConfigError, MirrorConfig
@@ -71,16 +74,67 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     # SIGTERM (systemd, Kubernetes, kill) stops like Ctrl-C: batches finish, consumers commit and leave their groups
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    totals = emulator.run(
-        mirror_config,
-        duration=args.duration,
-        refresh_seconds=args.refresh,
-        progress_seconds=args.progress,
-        stop=stop,
-    )
+    peers = [_start_peer(args, n) for n in range(1, args.processes)]
+    out = sys.stdout
+    if args.processes > 1 or args.peer:
+        out = cast("TextIO", _Prefixed(sys.stdout, f"[process {args.peer}] "))
+    try:
+        totals = emulator.run(
+            mirror_config,
+            duration=args.duration,
+            out=out,
+            refresh_seconds=args.refresh,
+            progress_seconds=args.progress,
+            stop=stop,
+        )
+    finally:
+        for peer in peers:
+            peer.terminate()
+        for peer in peers:
+            peer.wait(timeout=90)
     if args.json:
         print(emulator.totals_json(totals))
     return 0
+
+
+def _start_peer(args: argparse.Namespace, n: int) -> subprocess.Popen[bytes]:
+    """Another ``smm run`` of the same file: its ESM consumers join the same groups, so Kafka divides each topic's
+    partitions between the processes (as Lambda's pollers share a mapping's group), and each core does work."""
+    command = [sys.executable, "-m", "shared.cli", "run", args.config, "--progress", f"{args.progress:g}"]
+    command += ["--peer", str(n)]
+    if args.duration is not None:
+        command += ["--duration", f"{args.duration:g}"]
+    if args.refresh is not None:
+        command += ["--refresh", f"{args.refresh:g}"]
+    if args.verbose:
+        command.append("--verbose")
+    return subprocess.Popen(command)
+
+
+class _Prefixed(io.TextIOBase):
+    """Progress lines of several processes on one terminal, each saying which process it is."""
+
+    def __init__(self, out: TextIO, prefix: str) -> None:
+        self._out = out
+        self._prefix = prefix
+
+    def write(self, text: str) -> int:
+        lines = text.splitlines(keepends=True)
+        self._out.write("".join(self._prefix + line if line.strip() else line for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
+def _processes(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"{value!r}: allowed: a whole number from 1 to 64")
+    return n
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -117,6 +171,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--progress", type=float, default=10.0, help="seconds between progress lines (default 10)")
     r.add_argument("--json", action="store_true", help="print the final totals as JSON")
     r.add_argument("--verbose", action="store_true", help="show the functions' structured logs")
+    r.add_argument(
+        "--processes",
+        type=_processes,
+        default=1,
+        help="run N processes that share the work (Kafka splits each topic's partitions among them; default 1)",
+    )
+    r.add_argument("--peer", type=int, default=0, help=argparse.SUPPRESS)  # set on the processes --processes adds
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="two local clusters, a bidirectional flow, and what landed where")

@@ -261,14 +261,16 @@ class SmmProcess:
     Output goes to ``log`` (appended across restarts) so a failure can show what the process said.
     """
 
-    def __init__(self, config_path: Path, log: Path, duration: float = 240.0) -> None:
+    def __init__(self, config_path: Path, log: Path, duration: float = 240.0, processes: int = 1) -> None:
         self.config_path = config_path
         self.log = log
         self.duration = duration
+        self.processes = processes
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> SmmProcess:
         command = [str(SMM), "run", str(self.config_path), "--duration", f"{self.duration:g}", "--progress", "2"]
+        command += ["--processes", str(self.processes)]
         if not SMM.exists():
             command[:1] = [sys.executable, "-m", "shared.cli"]
         with self.log.open("ab") as out:

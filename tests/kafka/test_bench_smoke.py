@@ -19,14 +19,14 @@ pytestmark = pytest.mark.kafka
 def test_bench_harness_reports_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
         ["--records", "3000", "--partitions", "3", "--latency-seconds", "0", "--handler-records", "3000",
-         "--backends", "confluent-kafka", "--skip-mm2", "--out", str(tmp_path)]
+         "--backends", "confluent-kafka", "--processes", "2", "--skip-mm2", "--out", str(tmp_path)]
     )  # fmt: skip
 
     assert code == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["limit"]["records_per_second"] > 0
     runs = {run["name"]: run for run in results["runs"]}
-    assert set(runs) == {"smm run (confluent-kafka)", "smm run (confluent-kafka, exactly-once)"}
+    assert set(runs) == {"smm run (confluent-kafka, x2)", "smm run (confluent-kafka, exactly-once, x2)"}
     assert all(run["records_per_second"] > 0 and run["cpu_seconds"] > 0 for run in runs.values())
     handler = results["handler"]["confluent-kafka"]
     assert handler["records"] >= 3000 and handler["cpuMicrosPerRecord"] > 0
