@@ -324,6 +324,9 @@ def measure_mirror(
     remote = f"src.{TOPIC}"
     _delete_topics(servers["dst"], "src.")
     _delete_topics(servers["dst"], "mm2-offsets.src.")
+    # a fresh latency topic: an earlier run's records would be a backlog this run's latency phase queues behind
+    _delete_topics(servers["src"], LATENCY_TOPIC)
+    _create_topic(servers["src"], LATENCY_TOPIC, workload.partitions)
     _delete_groups(servers["src"], "smm:")  # each run starts from the beginning, as a new deployment would
     admin = _admin(servers["src" if exactly_once else "dst"])
     log = (work / f"{name.replace(' ', '-')}.log").open("w")
@@ -390,7 +393,7 @@ def measure_latency(servers: dict[str, str], rate: int, seconds: float) -> tuple
             time.sleep(1)
             continue
         message = consumer.poll(2.0)
-        probe_seen = message is not None and message.error() is None
+        probe_seen = message is not None and message.error() is None and message.value() == b"probe"
     if not probe_seen:
         raise RuntimeError("the latency topic was not mirrored within 120 s")
     latencies: list[float] = []
@@ -596,7 +599,6 @@ def main(argv: list[str] | None = None) -> int:
             say(f"== clusters: {servers}")
             say(f"== generating {workload.records:,} records on src")
             say(f"   {produce_workload(servers['src'], workload):.1f} s")
-            _create_topic(servers["src"], LATENCY_TOPIC, workload.partitions)
             say("== physical limit: ProducerPerformance into dst")
             results.limit = measure_limit(servers["dst"], workload, work)
             if not args.skip_mm2:
