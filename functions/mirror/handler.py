@@ -79,6 +79,12 @@ class _Container:
                 self._text = text
             return self._mirror
 
+    def close(self) -> None:
+        with self._lock:
+            if self._mirror is not None:
+                self._mirror.close()
+            self._mirror = self._text = None
+
 
 _container = _Container()
 lambda_handler = build_handler(_container.mirror)

@@ -34,7 +34,8 @@ from shared.local import schedule
 from shared.local.esm_consumers import EsmConsumer, esm_consumer
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
-MAX_BACKOFF_SECONDS = 10.0
+# Retries of a failing batch back off to this: short, so a flow resumes within seconds of its cluster coming back.
+MAX_BACKOFF_SECONDS = 5.0
 
 
 @dataclass

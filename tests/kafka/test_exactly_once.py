@@ -7,6 +7,7 @@ invocation is the zombie and where a failure lands; ``test_faults`` runs the sam
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer, TopicPartition
@@ -14,10 +15,12 @@ from kafka import KafkaProducer, TopicPartition
 from functions.mirror.exactly_once import ExactlyOnceWriter, source_offsets_partition
 from functions.mirror.mirror import Mirror
 from shared.config import FlowConfig, MirrorConfig
-from shared.esm_event import SourceRecord
+from shared.esm_event import SourceRecord, build_event
 from shared.formats import OffsetSync, SourceOffset
 from shared.kafka_clients import KafkaClients
 from shared.kafka_groups import TopicRecord, read_topic
+from shared.local.emulator import LambdaContext
+from tests.kafka.faults import properties, write_properties
 from tests.kafka.support import make_config, run_flows
 
 pytestmark = pytest.mark.kafka
@@ -210,3 +213,30 @@ def test_aborted_source_transactions_are_not_copied(kafka_clusters: dict[str, st
     finally:
         producer.close()
         clients.close()
+
+
+def test_the_deployed_entry_point_writes_a_redelivered_event_once(
+    kafka_clusters: dict[str, str],
+    unique_prefix: str,
+    source_topic: tuple[str, list[TopicRecord]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``lambda_handler`` as Lambda runs it (config file, SMM_FLOW): the ESM's redelivery of an event is skipped."""
+    from functions.mirror import handler
+
+    topic, records = source_topic
+    path = tmp_path / "mm2.properties"
+    props = properties(kafka_clusters, {"A->B": f"{unique_prefix}\\..*"}, **EXACTLY_ONCE)
+    write_properties(path, props)
+    monkeypatch.setenv("SMM_CONFIG_FILE", str(path))
+    monkeypatch.setenv("SMM_FLOW", "A->B")
+    event = build_event(as_source_records(topic, records), [kafka_clusters["A"]])
+    try:
+        first = handler.lambda_handler(event, LambdaContext("smm-mirror-A-B"))
+        again = handler.lambda_handler(event, LambdaContext("smm-mirror-A-B"))
+        clients = handler._container.mirror().clients
+        assert (first["mirrored"], again["mirrored"], again["skipped"]) == (120, 0, {"mirrored": 120})
+        assert committed_values(clients, "B", f"A.{topic}") == each_once(records)
+    finally:
+        handler._container.close()
