@@ -2,8 +2,9 @@
 
 ``aws_lambda_python_alpha.PythonFunction`` always bundles in a container, and neither this machine nor most CI
 runners have Docker. The runtime dependencies are pure Python (kafka-python, Powertools and theirs) or manylinux
-wheels for both Lambda architectures (crc32c), so pip can fetch them for the Lambda platform and Python version
-from any host. boto3 is left out: the Lambda
+wheels for both Lambda architectures (crc32c; confluent-kafka, whose wheels are manylinux_2_28, which the
+Amazon Linux 2023 runtimes this project deploys satisfy), so pip can fetch them for the Lambda platform and
+Python version from any host. boto3 is left out: the Lambda
 runtime brings it. Each build is cached under ``build/lambda/<digest>`` where the digest covers the pinned
 requirements, the target platform and every source file, so an unchanged tree is never rebuilt and a changed
 one always is.
@@ -27,9 +28,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = PROJECT_ROOT / "build" / "lambda"
 # What the functions import besides the standard library and boto3; versions pinned to the dev environment's
 # so the code that passed the tests is the code that is deployed.
-DISTRIBUTIONS = ("kafka-python", "aws-lambda-powertools", "crc32c")
+DISTRIBUTIONS = ("kafka-python", "aws-lambda-powertools", "crc32c", "confluent-kafka")
 PACKAGES = ("shared", "functions")
-_PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+_PLATFORMS = {
+    arch: (f"manylinux2014_{machine}", f"manylinux_2_28_{machine}")
+    for arch, machine in (("arm64", "aarch64"), ("x86_64", "x86_64"))
+}
 _MARKER = ".smm-asset.json"
 
 
@@ -42,7 +46,7 @@ class AssetSpec:
     """What an asset is built for: Python version and platform of the runtime, and the pinned requirements."""
 
     python_version: str
-    platform: str
+    platforms: tuple[str, ...]
     requirements: tuple[str, ...]
 
     @classmethod
@@ -113,8 +117,7 @@ def _pip_install(spec: AssetSpec, target: Path) -> None:
         "--no-compile",  # the runtime compiles for its own Python version
         "--target",
         str(target),
-        "--platform",
-        spec.platform,
+        *(arg for platform_tag in spec.platforms for arg in ("--platform", platform_tag)),
         "--implementation",
         "cp",
         "--python-version",
@@ -127,6 +130,6 @@ def _pip_install(spec: AssetSpec, target: Path) -> None:
     if result.returncode != 0:
         raise AssetBuildError(
             f"pip could not install {', '.join(spec.requirements)} for Python {spec.python_version} on "
-            f"{spec.platform} (needs the package index or a pip cache):\n{result.stderr.strip()[-2000:]}"
+            f"{'/'.join(spec.platforms)} (needs the package index or a pip cache):\n{result.stderr.strip()[-2000:]}"
         )
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: no use in Lambda

@@ -18,8 +18,10 @@ from kafka.admin import ConfigResource, ConfigResourceType, OffsetSpec
 from kafka.errors import (
     InvalidPartitionsError,
     InvalidReplicationFactorError,
+    KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    NodeNotReadyError,
     SaslAuthenticationFailedError,
     TopicAlreadyExistsError,
 )
@@ -275,8 +277,20 @@ class KafkaClients:
         specs = dict.fromkeys(partitions, spec)
         if not specs:
             return {}
-        result = self.admin(alias).list_partition_offsets(specs)
+        try:
+            result = self.admin(alias).list_partition_offsets(specs)
+        except (NodeNotReadyError, KafkaConnectionError):
+            # kafka-python's admin goes on failing like this for half a minute after its cluster came back from an
+            # outage (it looks for partition leaders on a node it has not reconnected to); a new admin does not
+            self._drop_admin(alias)
+            result = self.admin(alias).list_partition_offsets(specs)
         return {tp: found.offset for tp, found in result.items()}
+
+    def _drop_admin(self, alias: str) -> None:
+        with self._lock:
+            admin = self._admins.pop(alias, None)
+        if admin is not None:
+            admin.close()
 
     def committed_offsets(self, alias: str, group: str) -> dict[TopicPartition, int]:
         """The group's committed positions on ``alias`` (next offset to read, per partition).

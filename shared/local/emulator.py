@@ -36,6 +36,8 @@ from shared.local.esm_consumers import EsmConsumer, esm_consumer
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 # Retries of a failing batch back off to this: short, so a flow resumes within seconds of its cluster coming back.
 MAX_BACKOFF_SECONDS = 5.0
+# How long a poller may read nothing before it checks that its consumer is still a member of its group.
+ORPHAN_CHECK_SECONDS = 20.0
 
 
 @dataclass
@@ -118,10 +120,15 @@ class TopicPoller(threading.Thread):
         consumer = esm_consumer(self.clients, self.flow, self.topic)
         try:
             servers = list(self.clients.config.cluster(self.flow.source).bootstrap_servers)
+            idle_since = time.monotonic()
             while not self.stopping.is_set():
                 batch = self._next_batch(consumer)
                 if not batch:
+                    if time.monotonic() - idle_since > ORPHAN_CHECK_SECONDS:
+                        idle_since = time.monotonic()
+                        self._check_membership()
                     continue
+                idle_since = time.monotonic()
                 event = build_event(batch, servers)
                 try:
                     report = self.handler(event, self.context)
@@ -138,6 +145,21 @@ class TopicPoller(threading.Thread):
                 self.on_report(report)
         finally:
             consumer.close()
+
+    def _check_membership(self) -> None:
+        """Raise (so the consumer is replaced) if its group has no members: this consumer is not in it any more.
+
+        Seen with kafka-python after partitions were added to the topic: the consumer missed the rebalance, the
+        coordinator dropped it, and it went on polling the partitions it used to have, so the new ones were never
+        read. A consumer that reads nothing because a peer (``smm run --processes``) holds the partitions is left
+        alone: the group has members then.
+        """
+        described = self.clients.admin(self.flow.source).describe_groups([self.group_id]).get(self.group_id, {})
+        if not described.get("members"):
+            raise RuntimeError(
+                f"the consumer of {self.topic} reads nothing and group {self.group_id} has no members "
+                f"(state {described.get('group_state')}); replacing it"
+            )
 
     def _next_batch(self, consumer: EsmConsumer) -> list[SourceRecord]:
         """Records until the batch size, the batching window or the payload cap is reached."""

@@ -28,8 +28,10 @@ for handler in json.loads(sys.argv[3]):
     loaded = importlib.import_module(module)
     assert callable(getattr(loaded, name)), handler
     found[handler] = loaded.__file__
-import kafka, aws_lambda_powertools
+import kafka, aws_lambda_powertools, confluent_kafka
 found["kafka"], found["aws_lambda_powertools"] = kafka.__file__, aws_lambda_powertools.__file__
+found["confluent_kafka"] = confluent_kafka.__file__
+confluent_kafka.Producer({"bootstrap.servers": "localhost:9"}).flush(0)  # librdkafka loads and starts
 print(json.dumps(found))
 """
 
@@ -60,7 +62,7 @@ def interpreter() -> tuple[str, assets.AssetSpec]:
 def test_the_deployed_asset_has_the_code_and_the_dependencies_but_not_boto3() -> None:
     spec = assets.AssetSpec.for_runtime(DeploySettings().runtime, DeploySettings().architecture)
     asset = assets.build(spec)
-    assert spec.platform == "manylinux2014_aarch64" and spec.python_version == "3.14"
+    assert spec.platforms == ("manylinux2014_aarch64", "manylinux_2_28_aarch64") and spec.python_version == "3.14"
     for path in (
         "functions/mirror/handler.py",
         "shared/config_source.py",
@@ -71,9 +73,10 @@ def test_the_deployed_asset_has_the_code_and_the_dependencies_but_not_boto3() ->
         assert (asset / path).exists(), path
     assert not (asset / "boto3").exists() and not (asset / "botocore").exists()
     assert not list(asset.rglob("__pycache__"))
-    # the only native code is crc32c, built for the Lambda architecture
-    assert {p.relative_to(asset).parts[0] for p in asset.rglob("*.so")} == {"crc32c"}
-    assert all("aarch64" in p.name for p in asset.rglob("*.so"))
+    # the only native code is crc32c and confluent-kafka (librdkafka), built for the Lambda architecture
+    native = {p.relative_to(asset).parts[0] for p in asset.rglob("*.so*")}
+    assert native == {"crc32c", "confluent_kafka", "confluent_kafka.libs"}, native
+    assert all("aarch64" in p.name for p in asset.rglob("*.so") if p.parent.name != "confluent_kafka.libs")
     marker = json.loads((asset / ".smm-asset.json").read_text())
     assert marker["requirements"] == list(assets.pinned_requirements())
     assert assets.build(spec) == asset  # cached: same inputs, same directory
@@ -104,7 +107,7 @@ def test_every_handler_imports_from_the_asset_in_a_fresh_interpreter(tmp_path: P
     )
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
-    assert set(found) == {*HANDLERS, "kafka", "aws_lambda_powertools"}
+    assert set(found) == {*HANDLERS, "kafka", "aws_lambda_powertools", "confluent_kafka"}
     assert all(path.startswith(str(asset)) for path in found.values()), found  # nothing from this checkout or venv
 
 
@@ -119,4 +122,4 @@ def test_the_fingerprint_covers_the_sources(tmp_path: Path) -> None:
     assert assets.fingerprint(spec, tmp_path) == before
     (tmp_path / "shared" / "__init__.py").write_text("changed = True\n")
     assert assets.fingerprint(spec, tmp_path) != before
-    assert assets.fingerprint(assets.AssetSpec("3.13", spec.platform, spec.requirements), tmp_path) != before
+    assert assets.fingerprint(assets.AssetSpec("3.13", spec.platforms, spec.requirements), tmp_path) != before
