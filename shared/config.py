@@ -408,9 +408,10 @@ def parse(props: Mapping[str, str]) -> MirrorConfig:
     cluster_client: dict[str, dict[str, str]] = {a: {} for a in aliases}
     cluster_roles: dict[str, dict[str, dict[str, str]]] = {a: {r: {} for r in ROLES} for a in aliases}
     bootstrap: dict[str, str] = {}
-    exactly_once: dict[str, str] = {}
+    exactly_once: dict[str, str] = {}  # per cluster; the top-level key covers the clusters not named
+    everywhere = "disabled"
 
-    for key, value in sorted(props.items(), key=lambda item: item[0] == EXACTLY_ONCE_KEY):
+    for key, value in props.items():
         if key == "clusters":
             continue
         if FLOW_ARROW in key:
@@ -419,7 +420,6 @@ def parse(props: Mapping[str, str]) -> MirrorConfig:
             top_level[key] = value
         elif key == EXACTLY_ONCE_KEY:
             everywhere = _convert(key, value, _exactly_once, problems, "disabled")
-            exactly_once.update({a: everywhere for a in aliases if a not in exactly_once})
         elif key in IGNORED_KEYS:
             warnings.append(f"{key}: used by a Connect cluster, not by Serverless MirrorMaker; ignored")
         else:
@@ -430,7 +430,7 @@ def parse(props: Mapping[str, str]) -> MirrorConfig:
     clusters: dict[str, ClusterConfig] = {}
     for alias in aliases:
         servers = _bootstrap_servers(alias, bootstrap.get(alias), problems)
-        support = exactly_once.get(alias, "disabled")
+        support = exactly_once.get(alias, everywhere)
         clusters[alias] = ClusterConfig(alias, servers, cluster_client[alias], cluster_roles[alias], support)
         if support == "preparing":
             warnings.append(

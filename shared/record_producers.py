@@ -220,7 +220,7 @@ class ConfluentProducer:
     def flush(self) -> None:
         remaining = self._producer.flush(self._timeout)
         if remaining:
-            raise RuntimeError(f"{remaining} record(s) still undelivered after 120 s")
+            raise RuntimeError(f"{remaining} record(s) still undelivered after {self._timeout:g} s")
 
     def close(self) -> None:
         self._producer.flush(CLOSE_TIMEOUT_SECONDS)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
@@ -46,6 +46,8 @@ def source_offsets_partition(key: bytes, partitions: int) -> int:
 @dataclass
 class _Writer:
     producer: TransactionalProducer
+    key: bytes  # the partition's SourceOffset key ...
+    offsets_partition: int  # ... and where it lives in the offsets topic
     last_mirrored: int  # upstream offset of the last record committed; -1 before the first
 
 
@@ -71,20 +73,22 @@ class ExactlyOnceWriter:
         if not new:
             return
         count = self._ensure_topic()
+        keys = {p: SourceOffset(self.flow.source, *p, -1).record_key() for p in new}
+        places = {p: source_offsets_partition(key, count) for p, key in keys.items()}
         producers: dict[SourcePartition, TransactionalProducer] = {}
         try:
             for p in new:
                 producers[p] = self.clients.transactional_producer(
                     self.flow.target, self.flow.settings.producer_backend, self.flow.transactional_id(*p)
                 )
-            committed = self._read_committed(new, count)
+            committed = self._read_committed(keys, places)
         except BaseException:
             for producer in producers.values():
                 producer.close()
             raise
         with self._lock:
             for p, producer in producers.items():
-                self._writers[p] = _Writer(producer, committed.get(p, -1))
+                self._writers[p] = _Writer(producer, keys[p], places[p], committed.get(p, -1))
             idle = [p for p in self._writers if p not in self._open and p not in producers]
             for p in idle[: max(0, len(self._writers) - MAX_OPEN_PARTITIONS)]:
                 self._writers.pop(p).producer.close()
@@ -106,11 +110,8 @@ class ExactlyOnceWriter:
     def commit(self, topic: str, partition: int, last_offset: int) -> None:
         """End the partition's transaction with its new source offset; the batch's records must be flushed."""
         writer = self._writers[(topic, partition)]
-        offset = SourceOffset(self.flow.source, topic, partition, last_offset)
-        key = offset.record_key()
-        count = self._topic_partitions()
-        target = source_offsets_partition(key, count)
-        writer.producer.send(self.topic, key, offset.record_value(), [], target, int(time.time() * 1000))
+        value = SourceOffset(self.flow.source, topic, partition, last_offset).record_value()
+        writer.producer.send(self.topic, writer.key, value, [], writer.offsets_partition, int(time.time() * 1000))
         writer.producer.commit()
         writer.last_mirrored = last_offset
         with self._lock:
@@ -153,19 +154,17 @@ class ExactlyOnceWriter:
         )
         return info.partitions
 
-    def _topic_partitions(self) -> int:
-        info = self.clients.topic_info(self.flow.target, self.topic)
-        return info.partitions if info is not None else self._ensure_topic()
-
-    def _read_committed(self, wanted: Sequence[SourcePartition], count: int) -> dict[SourcePartition, int]:
-        """The last committed offset of each wanted partition: read to the offsets topic's high watermark, with
-        ``read_committed``, so transactions still open there (other partitions') are waited for, not skipped."""
-        keys = {SourceOffset(self.flow.source, t, p, -1).record_key(): (t, p) for t, p in wanted}
-        tps = {TopicPartition(self.topic, source_offsets_partition(k, count)) for k in keys}
+    def _read_committed(
+        self, keys: Mapping[SourcePartition, bytes], places: Mapping[SourcePartition, int]
+    ) -> dict[SourcePartition, int]:
+        """The last committed offset of each partition of ``keys``: read to the offsets topic's high watermark,
+        with ``read_committed``, so transactions still open there (other partitions') are waited for, not skipped."""
+        by_key = {key: p for p, key in keys.items()}
+        tps = {TopicPartition(self.topic, place) for place in places.values()}
         ends = self.clients.latest_offsets(self.flow.target, tps)
         found: dict[SourcePartition, int] = {}
         for record in read_range(self.clients, self.flow.target, dict.fromkeys(tps, 0), ends):
-            wanted_partition = keys.get(record.key or b"")
+            wanted_partition = by_key.get(record.key or b"")
             if wanted_partition is None:
                 continue
             try:

@@ -43,6 +43,10 @@ class OversizedRecordError(MirrorError):
     """A record larger than the remote topic accepts, with ``smm.oversized.record.action = fail``."""
 
 
+# One source partition's records of a batch, as ``by_partition`` groups them (once per batch).
+_PartitionBatch = tuple[tuple[str, int], list[SourceRecord]]
+
+
 @dataclass(frozen=True)
 class _Pending:
     """One partition's sends of a batch, waiting for the flush (and, in exactly-once mode, the commit)."""
@@ -115,13 +119,12 @@ class Mirror:
     def mirror(self, records: Sequence[SourceRecord]) -> BatchReport:
         started = time.monotonic()
         report = BatchReport(records=len(records))
+        partitions = list(by_partition(records))
         if self.exactly_once is not None:
-            self.exactly_once.prepare(
-                key for key, _ in by_partition(records) if self.selector.skip_reason(key[0]) is None
-            )
+            self.exactly_once.prepare(key for key, _ in partitions if self.selector.skip_reason(key[0]) is None)
         begun: list[tuple[str, int]] = []  # exactly-once: the partitions whose transaction this batch opened
         try:
-            pending, dead_letters = self._send(records, report, begun)
+            pending, dead_letters = self._send(partitions, report, begun)
             acked = self._acknowledge(pending, dead_letters, report)
         except BaseException:
             if self.exactly_once is not None:
@@ -129,10 +132,10 @@ class Mirror:
             raise
         report.mirrored = sum(len(pairs) for _, _, pairs in acked)
         states = self._write_offset_syncs(acked, report)
-        self._detect_gaps(records, report)
+        self._detect_gaps(partitions, report)
         for (topic, partition), state in states.items():
             self.planner.commit(topic, partition, state)
-        for (topic, partition), batch in by_partition(records):
+        for (topic, partition), batch in partitions:
             self._next_offset[(topic, partition)] = batch[-1].offset + 1
         report.batch_latency_ms = (time.monotonic() - started) * 1000
         return report
@@ -145,14 +148,14 @@ class Mirror:
     # --- steps -------------------------------------------------------------------------------------------
 
     def _send(
-        self, records: Sequence[SourceRecord], report: BatchReport, begun: list[tuple[str, int]]
+        self, partitions: list[_PartitionBatch], report: BatchReport, begun: list[tuple[str, int]]
     ) -> tuple[list[_Pending], list[Delivery]]:
         """Send each partition's records (in exactly-once mode, inside its transaction); nothing is flushed yet."""
         now_ms = int(time.time() * 1000)
         pending: list[_Pending] = []
         dead_letters: list[Delivery] = []
         shared = self._producer(self.flow.target)
-        for (topic, partition), batch in by_partition(records):
+        for (topic, partition), batch in partitions:
             reason = self.selector.skip_reason(topic)
             if reason is not None:
                 report.skipped[reason] += len(batch)
@@ -291,9 +294,9 @@ class Mirror:
         report.offset_syncs = len(_acknowledged(deliveries, f"writing offset syncs to {topic_name!r} on {cluster!r}"))
         return states
 
-    def _detect_gaps(self, records: Sequence[SourceRecord], report: BatchReport) -> None:
+    def _detect_gaps(self, partitions: list[_PartitionBatch], report: BatchReport) -> None:
         jumps: dict[TopicPartition, tuple[int, int]] = {}
-        for (topic, partition), batch in by_partition(records):
+        for (topic, partition), batch in partitions:
             expected = self._expected_offset(topic, partition)
             if expected is not None and batch[0].offset > expected:
                 jumps[TopicPartition(topic, partition)] = (expected, batch[0].offset)
