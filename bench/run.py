@@ -445,9 +445,9 @@ def measure_handler(
 
     from functions.mirror.handler import build_handler
     from functions.mirror.mirror import Mirror
-    from shared.config_source import parse_text
-    from shared.esm_event import SourceRecord, build_event
-    from shared.kafka_clients import KafkaClients
+    from shared.aws.config_source import parse_text
+    from shared.aws.esm_event import SourceRecord, build_event
+    from shared.kafka.clients import KafkaClients
     from shared.local.emulator import LambdaContext
 
     config = parse_text(_smm_properties(work, servers, backend).read_text())

@@ -20,8 +20,8 @@ from cdk_nag import AwsSolutionsChecks
 from infra import assets, settings
 from infra.settings import Deployment, SettingsError
 from infra.stack import MirrorMakerStack
-from shared import config
-from shared.config import ConfigError
+from shared.mm2 import config
+from shared.mm2.config import ConfigError
 
 
 def deployment_from(config_path: str | Path, settings_source: str | Path | Mapping[str, Any] | None) -> Deployment:

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +31,8 @@ CACHE_DIR = PROJECT_ROOT / "build" / "lambda"
 # so the code that passed the tests is the code that is deployed.
 DISTRIBUTIONS = ("kafka-python", "aws-lambda-powertools", "crc32c", "confluent-kafka")
 PACKAGES = ("shared", "functions")
+# The layers above the functions (pyproject.toml's import contract): the local runtime and the command line.
+NOT_DEPLOYED = ("shared/local", "shared/cli")
 _PLATFORMS = {
     arch: (f"manylinux2014_{machine}", f"manylinux_2_28_{machine}")
     for arch, machine in (("arm64", "aarch64"), ("x86_64", "x86_64"))
@@ -83,7 +86,7 @@ def build(spec: AssetSpec, root: Path = PROJECT_ROOT, cache_dir: Path = CACHE_DI
     try:
         _pip_install(spec, staging)
         for package in PACKAGES:
-            shutil.copytree(root / package, staging / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(root / package, staging / package, ignore=_not_deployed(root))
         (staging / _MARKER).write_text(json.dumps({"digest": digest, **asdict(spec)}, indent=2) + "\n")
         try:
             staging.rename(target)
@@ -100,10 +103,25 @@ def fingerprint(spec: AssetSpec, root: Path = PROJECT_ROOT) -> str:
     h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            if path.is_file() and _deployed(path.relative_to(root)):
                 h.update(path.relative_to(root).as_posix().encode() + b"\0")
                 h.update(path.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def _deployed(relative: Path) -> bool:
+    skipped = "__pycache__" in relative.parts or relative.suffix == ".pyc"
+    return not skipped and not any(relative.is_relative_to(layer) for layer in NOT_DEPLOYED)
+
+
+def _not_deployed(root: Path) -> Callable[[str, list[str]], set[str]]:
+    """``copytree``'s ``ignore``: the names in a directory that the asset leaves out."""
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        base = Path(directory).relative_to(root)
+        return {name for name in names if not _deployed(base / name)}
+
+    return ignore
 
 
 def _pip_install(spec: AssetSpec, target: Path) -> None:

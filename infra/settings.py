@@ -17,8 +17,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shared.config import FLOW_ARROW, ClusterConfig, FlowConfig, MirrorConfig
-from shared.config_source import ProvisionedPollers
+from shared.aws.config_source import ProvisionedPollers
+from shared.mm2.config import FLOW_ARROW, ClusterConfig, FlowConfig, MirrorConfig
 
 T = TypeVar("T")
 D = TypeVar("D")

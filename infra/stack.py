@@ -19,7 +19,7 @@ from infra.constructs.observability import Observability
 from infra.constructs.secrets import ClusterSecrets
 from infra.permissions import acknowledge
 from infra.settings import Deployment, SettingsError
-from shared import config_source
+from shared.aws import config_source
 
 STANDARD_PARAMETER_BYTES = 4096
 ADVANCED_PARAMETER_BYTES = 8192

@@ -2,7 +2,7 @@
 
 Each run reads what is new in the offset-syncs topic and in ``<source>.checkpoints.internal`` (everything, after
 a cold start), translates the committed offsets of the source's consumer groups, and emits a Checkpoint when
-MM2's rules allow (``shared.offset_sync_store``). With ``sync.group.offsets.enabled`` it also moves idle
+MM2's rules allow (``shared.mm2.offset_sync_store``). With ``sync.group.offsets.enabled`` it also moves idle
 target groups forward to their checkpoints.
 
 Two runs of the same flow at once are safe: checkpoints are written in a transaction whose id is fixed per
@@ -25,10 +25,8 @@ from aws_lambda_powertools import Logger
 from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, ProducerFencedError
 
-from shared.config import ConfigError, FlowConfig
-from shared.formats import Checkpoint
-from shared.kafka_clients import ClusterError, KafkaClients
-from shared.kafka_groups import (
+from shared.kafka.clients import ClusterError, KafkaClients
+from shared.kafka.groups import (
     GroupActiveError,
     TopicReader,
     alter_offsets,
@@ -37,7 +35,9 @@ from shared.kafka_groups import (
     list_groups,
     new_producer,
 )
-from shared.offset_sync_store import CheckpointStore, OffsetSyncStore
+from shared.mm2.config import ConfigError, FlowConfig
+from shared.mm2.formats import Checkpoint
+from shared.mm2.offset_sync_store import CheckpointStore, OffsetSyncStore
 
 logger = Logger(service="smm-checkpoints")
 
@@ -100,7 +100,7 @@ class RunReport:
 
 
 class CheckpointTask:
-    """Checkpoints (and optional group offset sync) of one flow; a ``shared.scheduled.ScheduledTask``."""
+    """Checkpoints (and optional group offset sync) of one flow; a ``functions.scheduled.ScheduledTask``."""
 
     name = "checkpoints"
 
@@ -337,5 +337,5 @@ def _reverse_flow(flow: FlowConfig, clients: KafkaClients) -> FlowConfig | None:
 
 
 def task_for(flow: FlowConfig, clients: KafkaClients) -> CheckpointTask:
-    """The checkpoint task of ``flow`` (``shared.scheduled`` contract)."""
+    """The checkpoint task of ``flow`` (``functions.scheduled`` contract)."""
     return CheckpointTask(flow, clients)

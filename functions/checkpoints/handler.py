@@ -3,7 +3,7 @@
 Serves the flow named by ``SMM_FLOW`` when it is set, otherwise every enabled flow. Tasks live as long as the
 container (warm runs read only what is new in the internal topics); a cold start rebuilds them from Kafka,
 which is all they need. A flow whose ``emit.checkpoints.interval.seconds`` is under a minute runs again inside
-the invocation (``shared.scheduled_lambda``).
+the invocation (``functions.scheduled``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.checkpoints.checkpoints import CheckpointTask, task_for
-from shared import config_source
-from shared.config import MirrorConfig
-from shared.kafka_clients import KafkaClients
-from shared.scheduled import ScheduledTask
-from shared.scheduled_lambda import TaskCache, budget_seconds, run_tasks
+from functions.scheduled import ScheduledTask, TaskCache, budget_seconds, run_tasks
+from shared.aws import config_source
+from shared.kafka.clients import KafkaClients
+from shared.mm2.config import MirrorConfig
 
 logger = Logger(service="smm-checkpoints")
 metrics = Metrics(namespace="ServerlessMirrorMaker", service="smm-checkpoints")

@@ -23,11 +23,11 @@ from typing import Any, TypeVar
 from aws_lambda_powertools import Logger
 
 from functions.config_sync import rules
-from functions.config_sync.esm import EsmChanges, EsmError, EsmReconciler
 from functions.config_sync.state import ESM_NONE, StateStore, TopicState
-from shared import kafka_admin_sync as admin
-from shared.config import FlowConfig
-from shared.kafka_clients import ClusterError, KafkaClients
+from shared.aws.esm import EsmChanges, EsmError, EsmReconciler
+from shared.kafka import admin_sync as admin
+from shared.kafka.clients import ClusterError, KafkaClients
+from shared.mm2.config import FlowConfig
 
 logger = Logger(service="smm-config-sync")
 
@@ -43,7 +43,7 @@ class ConfigSyncError(ClusterError):
 
 
 class ConfigSyncTask:
-    """The scheduled config-sync role of one flow (``shared.scheduled.ScheduledTask``)."""
+    """The scheduled config-sync role of one flow (``functions.scheduled.ScheduledTask``)."""
 
     name = "config-sync"
 

@@ -1,7 +1,7 @@
 """Lambda entry point of the config-sync function: one pass per scheduled invocation for every flow.
 
 Enabled flows get topics, configs and ACLs synced and their mirror function's ESMs kept in step with their
-topics (``functions.config_sync.esm``), from the deployment's event-source templates. A deployed flow switched
+topics (``shared.aws.esm``), from the deployment's event-source templates. A deployed flow switched
 off in the configuration has its ESMs disabled. ``SMM_FLOW`` narrows the function to one flow.
 """
 
@@ -15,12 +15,11 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.config_sync import config_sync
-from functions.config_sync.esm import LambdaEsmReconciler
-from shared import config_source
-from shared.config import MirrorConfig
-from shared.kafka_clients import KafkaClients
-from shared.scheduled import ScheduledTask
-from shared.scheduled_lambda import TaskCache, run_tasks
+from functions.scheduled import ScheduledTask, TaskCache, run_tasks
+from shared.aws import config_source
+from shared.aws.esm import LambdaEsmReconciler
+from shared.kafka.clients import KafkaClients
+from shared.mm2.config import MirrorConfig
 
 logger = Logger(service="smm-config-sync")
 metrics = Metrics(namespace="ServerlessMirrorMaker", service="smm-config-sync")

@@ -17,9 +17,9 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from shared.config import FlowConfig, FlowSettings
-from shared.filters import NameFilter
-from shared.kafka_admin_sync import STATIC_BROKER_SOURCE, TOPIC_SOURCE, ConfigEntry, TopicAcl
+from shared.kafka.admin_sync import STATIC_BROKER_SOURCE, TOPIC_SOURCE, ConfigEntry, TopicAcl
+from shared.mm2.config import FlowConfig, FlowSettings
+from shared.mm2.filters import NameFilter
 
 COMPACT = {"cleanup.policy": "compact"}
 

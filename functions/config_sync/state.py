@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger
 from kafka import TopicPartition
 
 from functions.config_sync.rules import COMPACT, InternalTopic
-from shared.kafka_clients import ClusterError, KafkaClients
+from shared.kafka.clients import ClusterError, KafkaClients
 
 logger = Logger(service="smm-config-sync")
 

@@ -1,7 +1,7 @@
 """Lambda entry point of the heartbeats function: emit heartbeats for ~55 s per (once-a-minute) invocation.
 
 Serves the pair named by ``SMM_FLOW`` when it is set, otherwise every pair with ``emit.heartbeats.enabled``;
-the configuration comes from ``shared.config_source``.
+the configuration comes from ``shared.aws.config_source``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.heartbeats import heartbeats
-from shared import config_source
-from shared.config import MirrorConfig
-from shared.kafka_clients import KafkaClients
-from shared.scheduled import ScheduledTask
-from shared.scheduled_lambda import TaskCache, budget_seconds, run_tasks
+from functions.scheduled import ScheduledTask, TaskCache, budget_seconds, run_tasks
+from shared.aws import config_source
+from shared.kafka.clients import KafkaClients
+from shared.mm2.config import MirrorConfig
 
 logger = Logger(service="smm-heartbeats")
 metrics = Metrics(namespace="ServerlessMirrorMaker", service="smm-heartbeats")

@@ -15,9 +15,9 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from functions.config_sync.rules import COMPACT, heartbeats_topic
-from shared.config import FlowConfig, MirrorConfig
-from shared.formats import Heartbeat
-from shared.kafka_clients import ClusterError, KafkaClients
+from shared.kafka.clients import ClusterError, KafkaClients
+from shared.mm2.config import FlowConfig, MirrorConfig
+from shared.mm2.formats import Heartbeat
 
 SEND_TIMEOUT_SECONDS = 30.0
 
@@ -32,7 +32,7 @@ def emitting_flows(config: MirrorConfig) -> list[FlowConfig]:
 
 
 class HeartbeatTask:
-    """The scheduled heartbeat role of one pair (``shared.scheduled.ScheduledTask``)."""
+    """The scheduled heartbeat role of one pair (``functions.scheduled.ScheduledTask``)."""
 
     name = "heartbeats"
 

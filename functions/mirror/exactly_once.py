@@ -21,12 +21,12 @@ from aws_lambda_powertools import Logger
 from kafka import TopicPartition
 from kafka.partitioner.default import murmur2
 
-from shared.config import FlowConfig
-from shared.esm_event import SourceRecord
-from shared.formats import FormatError, SourceOffset
-from shared.kafka_clients import KafkaClients
-from shared.kafka_groups import read_range
-from shared.record_producers import TransactionalProducer
+from shared.aws.esm_event import SourceRecord
+from shared.kafka.clients import KafkaClients
+from shared.kafka.groups import read_range
+from shared.kafka.producers import TransactionalProducer
+from shared.mm2.config import FlowConfig
+from shared.mm2.formats import FormatError, SourceOffset
 
 logger = Logger(service="smm-mirror")
 

@@ -1,6 +1,6 @@
 """Lambda entry point of the mirror function: parse the ESM event, mirror the batch, publish metrics.
 
-``lambda_handler`` serves the flow named by ``SMM_FLOW`` with the configuration from ``shared.config_source``.
+``lambda_handler`` serves the flow named by ``SMM_FLOW`` with the configuration from ``shared.aws.config_source``.
 The local runtime builds the same handler with ``build_handler`` for each flow it runs.
 """
 
@@ -14,9 +14,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from functions.mirror.mirror import BatchReport, Mirror
-from shared import config_source
-from shared.esm_event import parse_event
-from shared.kafka_clients import KafkaClients
+from shared.aws import config_source
+from shared.aws.esm_event import parse_event
+from shared.kafka.clients import KafkaClients
 
 logger = Logger(service="smm-mirror")
 metrics = Metrics(namespace="ServerlessMirrorMaker", service="smm-mirror")

@@ -18,14 +18,14 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from functions.mirror.exactly_once import ExactlyOnceWriter
-from shared import provenance
-from shared.config import FlowConfig
-from shared.esm_event import SourceRecord, by_partition
-from shared.formats import Heartbeat
-from shared.gaps import GapEvent, gaps_topic
-from shared.kafka_clients import KafkaClients, TopicInfo
-from shared.offset_syncs import OffsetSyncPlanner, PartitionState
-from shared.record_producers import Delivery, RecordProducer
+from shared.aws.esm_event import SourceRecord, by_partition
+from shared.kafka.clients import KafkaClients, TopicInfo
+from shared.kafka.producers import Delivery, RecordProducer
+from shared.mm2 import provenance
+from shared.mm2.config import FlowConfig
+from shared.mm2.formats import Heartbeat
+from shared.mm2.gaps import GapEvent, gaps_topic
+from shared.mm2.offset_syncs import OffsetSyncPlanner, PartitionState
 
 logger = Logger(service="smm-mirror")
 

@@ -13,7 +13,7 @@ from infra import permissions as p
 from infra.constructs.function import FunctionContext
 from infra.constructs.mirror import remote_topic_pattern
 from infra.constructs.scheduled import ScheduledFunction, schedule_period
-from shared.config import FlowConfig
+from shared.mm2.config import FlowConfig
 
 HANDLER = "functions.checkpoints.handler.lambda_handler"
 

@@ -16,8 +16,8 @@ from infra import permissions as p
 from infra.constructs.function import FunctionContext
 from infra.constructs.mirror import MirrorFunction, remote_topic_pattern
 from infra.constructs.scheduled import ScheduledFunction, schedule_period
-from shared import config_source
-from shared.config import FlowConfig
+from shared.aws import config_source
+from shared.mm2.config import FlowConfig
 
 HANDLER = "functions.config_sync.handler.lambda_handler"
 ESM_READ_ACTIONS = ("lambda:GetEventSourceMapping",)

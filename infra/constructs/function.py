@@ -21,7 +21,7 @@ from constructs import Construct
 from infra.constructs.secrets import ClusterSecrets
 from infra.permissions import FUNCTION_ENI_ACTIONS, POLLER_ENI_ACTIONS, acknowledge, allow
 from infra.settings import RETENTION_DAYS, Deployment
-from shared import config_source, secrets
+from shared.aws import config_source, secrets
 
 METRICS_NAMESPACE = "ServerlessMirrorMaker"
 _RUNTIMES = {"python3.13": lambda_.Runtime.PYTHON_3_13, "python3.14": lambda_.Runtime.PYTHON_3_14}

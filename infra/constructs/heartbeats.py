@@ -11,7 +11,7 @@ from constructs import Construct
 from infra import permissions as p
 from infra.constructs.function import FunctionContext
 from infra.constructs.scheduled import ScheduledFunction, schedule_period
-from shared.policy import HEARTBEATS_TOPIC
+from shared.mm2.policy import HEARTBEATS_TOPIC
 
 HANDLER = "functions.heartbeats.handler.lambda_handler"
 

@@ -1,6 +1,6 @@
 """The mirror function of one flow and the event-source mappings of the topics its ``topics`` lists by name.
 
-The mappings are built from ``shared.config_source.EventSourceTemplate``, the same object config sync reads at
+The mappings are built from ``shared.aws.config_source.EventSourceTemplate``, the same object config sync reads at
 run time to create the mappings of topics it discovers, so both kinds of mapping are identical. The function's
 role is also the mappings' execution role: it reads the source cluster (ESM pollers), writes the target (the
 handler), and may send discarded batches to the failure destination.
@@ -18,9 +18,9 @@ from constructs import Construct
 from infra import permissions as p
 from infra.constructs.function import FunctionContext, SmmFunction
 from infra.settings import Auth, ClusterPlan, Deployment, Network
-from shared import config_source
-from shared.config import FlowConfig
-from shared.config_source import EventSourceTemplate
+from shared.aws import config_source
+from shared.aws.config_source import EventSourceTemplate
+from shared.mm2.config import FlowConfig
 
 HANDLER = "functions.mirror.handler.lambda_handler"
 KAFKA_METRICS = ("EventCount", "ErrorCount", "KafkaMetrics")

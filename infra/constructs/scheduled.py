@@ -20,7 +20,7 @@ from constructs import Construct
 from infra.constructs.function import FunctionContext, SmmFunction
 from infra.permissions import acknowledge, nag_resource
 from infra.settings import SettingsError
-from shared.config import FlowConfig
+from shared.mm2.config import FlowConfig
 
 SCHEDULE_PERIOD_ENV = "SMM_SCHEDULE_PERIOD_SECONDS"
 MINIMUM_PERIOD_SECONDS = 60

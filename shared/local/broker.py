@@ -41,11 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.client_settings import parse_jaas
 from shared.local import certs
+from shared.mm2.client_settings import parse_jaas
 
 if TYPE_CHECKING:
-    from shared.config import ClusterConfig, MirrorConfig
+    from shared.mm2.config import ClusterConfig, MirrorConfig
 
 LIBS_ENV = "SMM_KAFKA_LIBS"
 STATE_DIR_ENV = "SMM_LOCAL_DIR"
@@ -553,7 +553,7 @@ class LocalBroker:
         """
         from kafka import KafkaAdminClient
 
-        from shared.kafka_clients import ClusterAuthenticationError, ClusterError, _connect
+        from shared.kafka.clients import ClusterAuthenticationError, ClusterError, _connect
 
         try:
             admin = _connect(self.alias, KafkaAdminClient, self._probe_settings())

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from kafka import TopicPartition
 
-from shared import config
-from shared.config import MirrorConfig
-from shared.formats import OffsetSync
-from shared.kafka_clients import KafkaClients, send_record
+from shared.kafka.clients import KafkaClients
+from shared.kafka.producers import send_record
 from shared.local import broker, emulator
+from shared.mm2 import config
+from shared.mm2.config import MirrorConfig
+from shared.mm2.formats import OffsetSync
 
 SAMPLE = {
     # cluster -> topic -> (partitions, records)

@@ -24,14 +24,14 @@ from typing import Any, TextIO
 
 from aws_lambda_powertools.metrics import EphemeralMetrics
 
-from functions.config_sync.esm import EsmMapping, EsmReconciler
 from functions.mirror.handler import Handler, build_handler
 from functions.mirror.mirror import Mirror
-from shared.config import FlowConfig, MirrorConfig
-from shared.esm_event import SourceRecord, build_event
-from shared.kafka_clients import KafkaClients
+from shared.aws.esm import EsmMapping, EsmReconciler
+from shared.aws.esm_event import SourceRecord, build_event
+from shared.kafka.clients import KafkaClients
 from shared.local import schedule
 from shared.local.esm_consumers import EsmConsumer, esm_consumer
+from shared.mm2.config import FlowConfig, MirrorConfig
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 # Retries of a failing batch back off to this: short, so a flow resumes within seconds of its cluster coming back.

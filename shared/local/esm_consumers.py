@@ -13,10 +13,10 @@ from typing import Any, Protocol
 
 from kafka import OffsetAndMetadata, TopicPartition
 
-from shared.config import FlowConfig
-from shared.esm_event import SourceRecord
-from shared.kafka_clients import KafkaClients
-from shared.record_producers import librdkafka_config
+from shared.aws.esm_event import SourceRecord
+from shared.kafka.clients import KafkaClients
+from shared.kafka.producers import librdkafka_config
+from shared.mm2.config import FlowConfig
 
 CONSUMER_DEFAULTS = {"enable.auto.commit": False, "enable.partition.eof": False}
 

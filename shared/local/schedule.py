@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from functions.config_sync import config_sync
-from functions.config_sync.esm import EsmReconciler
 from functions.heartbeats import heartbeats
-from shared.config import FlowConfig, MirrorConfig
-from shared.kafka_clients import KafkaClients
-from shared.scheduled import ScheduledTask
+from functions.scheduled import ScheduledTask
+from shared.aws.esm import EsmReconciler
+from shared.kafka.clients import KafkaClients
+from shared.mm2.config import FlowConfig, MirrorConfig
 
 # Where a role's ``task_for`` may live, first match wins: the module may be added by another change.
 CHECKPOINT_MODULES = ("functions.checkpoints.checkpoints", "functions.checkpoints")

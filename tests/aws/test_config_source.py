@@ -12,9 +12,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from shared import config_source
-from shared.config import ConfigError, MirrorConfig
-from shared.config_source import EventSourceTemplate, ProvisionedPollers
+from shared.aws import config_source
+from shared.aws.config_source import EventSourceTemplate, ProvisionedPollers
+from shared.mm2.config import ConfigError, MirrorConfig
 from tests.aws.test_secrets import reset_parameters
 
 TEXT = """

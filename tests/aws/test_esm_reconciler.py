@@ -15,9 +15,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from functions.config_sync.esm import EsmError, LambdaEsmReconciler
-from shared import config
-from shared.config import FlowConfig, MirrorConfig
+from shared.aws.esm import EsmError, LambdaEsmReconciler
+from shared.mm2 import config
+from shared.mm2.config import FlowConfig, MirrorConfig
 
 FUNCTION = "smm-mirror-onprem-cloud"
 FUNCTION_ARN = f"arn:aws:lambda:eu-west-1:123456789012:function:{FUNCTION}"

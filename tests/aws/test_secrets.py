@@ -16,8 +16,8 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters import base as parameters_base
 from moto import mock_aws
 
-from shared import config_source, secrets
-from shared.config import ConfigError
+from shared.aws import config_source, secrets
+from shared.mm2.config import ConfigError
 
 PASSWORD = 'p@ss "quoted" \\ back-slashed \u00e9'
 KEY_PASSWORD = "k3y-pa55-9f8e7d"

@@ -65,13 +65,16 @@ def test_the_deployed_asset_has_the_code_and_the_dependencies_but_not_boto3() ->
     assert spec.platforms == ("manylinux2014_aarch64", "manylinux_2_28_aarch64") and spec.python_version == "3.14"
     for path in (
         "functions/mirror/handler.py",
-        "shared/config_source.py",
-        "shared/secrets.py",
+        "shared/aws/config_source.py",
+        "shared/aws/secrets.py",
+        "shared/kafka/clients.py",
+        "shared/mm2/config.py",
         "kafka",
         "aws_lambda_powertools",
     ):
         assert (asset / path).exists(), path
     assert not (asset / "boto3").exists() and not (asset / "botocore").exists()
+    assert not (asset / "shared" / "local").exists() and not (asset / "shared" / "cli").exists()  # not deployed
     assert not list(asset.rglob("__pycache__"))
     # the only native code is crc32c and confluent-kafka (librdkafka), built for the Lambda architecture
     native = {p.relative_to(asset).parts[0] for p in asset.rglob("*.so*")}

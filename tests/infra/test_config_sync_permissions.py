@@ -15,11 +15,11 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from shared import config_source
-from shared.config_source import EventSourceTemplate
+from shared.aws import config_source
+from shared.aws.config_source import EventSourceTemplate
 from tests.infra.support import ACCOUNT, REGION, Policy, Synthesized, render
 
-esm = pytest.importorskip("functions.config_sync.esm")
+esm = pytest.importorskip("shared.aws.esm")
 
 NEW = str(uuid5(NAMESPACE_URL, "created"))
 OTHER_FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:someone-elses-function"

@@ -10,7 +10,7 @@ import pytest
 
 from infra import settings
 from infra.settings import Auth, Deployment, SettingsError
-from shared import config
+from shared.mm2 import config
 
 MSK_ARN = "arn:aws:kafka:eu-west-1:123456789012:cluster/a/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0-2"
 SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:AmazonMSK_a-AbCdEf"

@@ -13,7 +13,7 @@ from aws_cdk.assertions import Match
 
 from infra.constructs.observability import CHECKPOINT_AGE_METRIC
 from infra.permissions import STAR_ONLY_ACTIONS
-from shared import config_source, secrets
+from shared.aws import config_source, secrets
 from tests.infra.support import ACCOUNT, HANDLERS, REGION, Synthesized, as_list, render, statements
 
 MSK_PRIMARY = "arn:aws:kafka:eu-west-1:123456789012:cluster/primary/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0-2"

@@ -25,13 +25,13 @@ from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from functions.mirror.mirror import BatchReport, Mirror
-from shared import config
-from shared.config import FlowConfig, MirrorConfig
-from shared.esm_event import SourceRecord
-from shared.formats import OffsetSync
-from shared.kafka_clients import KafkaClients
-from shared.kafka_groups import TopicRecord, read_topic
-from shared.record_producers import KafkaPythonProducer
+from shared.aws.esm_event import SourceRecord
+from shared.kafka.clients import KafkaClients
+from shared.kafka.groups import TopicRecord, read_topic
+from shared.kafka.producers import KafkaPythonProducer
+from shared.mm2 import config
+from shared.mm2.config import FlowConfig, MirrorConfig
+from shared.mm2.formats import OffsetSync
 from tests.kafka.support import SINGLE_BROKER, run_flows
 
 # Delivery modes the suite runs in, with the flow settings each needs; in exactly-once mode the tally also
@@ -272,7 +272,7 @@ class SmmProcess:
         command = [str(SMM), "run", str(self.config_path), "--duration", f"{self.duration:g}", "--progress", "2"]
         command += ["--processes", str(self.processes)]
         if not SMM.exists():
-            command[:1] = [sys.executable, "-m", "shared.cli"]
+            command[:1] = [sys.executable, "-m", "shared.cli.commands"]
         with self.log.open("ab") as out:
             out.write(f"--- {' '.join(command)}\n".encode())
             out.flush()

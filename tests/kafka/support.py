@@ -10,10 +10,10 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from shared import config
-from shared.config import MirrorConfig
-from shared.kafka_clients import KafkaClients
+from shared.kafka.clients import KafkaClients
 from shared.local import emulator
+from shared.mm2 import config
+from shared.mm2.config import MirrorConfig
 
 SINGLE_BROKER = {
     "replication.factor": "1",

@@ -22,11 +22,11 @@ from kafka import TopicPartition
 
 from functions.mirror.handler import build_handler
 from functions.mirror.mirror import Mirror
-from shared.cli import main
-from shared.config import MirrorConfig
-from shared.kafka_clients import KafkaClients
-from shared.kafka_groups import list_groups
+from shared.cli.commands import main
+from shared.kafka.clients import KafkaClients
+from shared.kafka.groups import list_groups
 from shared.local.emulator import TopicPoller
+from shared.mm2.config import MirrorConfig
 from tests.kafka.support import make_config, read_all, run_flows
 
 pytestmark = [

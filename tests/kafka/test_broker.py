@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from shared.config import MirrorConfig, parse
 from shared.local.broker import BrokerError, LocalBroker, brokers_for, down, up
+from shared.mm2.config import MirrorConfig, parse
 
 pytestmark = pytest.mark.kafka
 

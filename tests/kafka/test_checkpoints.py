@@ -21,12 +21,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicParti
 from kafka.errors import KafkaError
 
 from functions.checkpoints.checkpoints import CheckpointTask, RunReport
-from shared.cli_failover import apply_failover, plan_failover
-from shared.config import MirrorConfig
-from shared.formats import Checkpoint, OffsetSync
-from shared.kafka_clients import KafkaClients
-from shared.kafka_groups import read_topic
-from shared.mirror_client import MirrorClient
+from shared.cli.failover import apply_failover, plan_failover
+from shared.kafka.clients import KafkaClients
+from shared.kafka.groups import read_topic
+from shared.kafka.mirror_client import MirrorClient
+from shared.mm2.config import MirrorConfig
+from shared.mm2.formats import Checkpoint, OffsetSync
 from tests.kafka.support import SINGLE_BROKER, make_config, read_all, run_flows
 
 pytestmark = pytest.mark.kafka

@@ -31,13 +31,13 @@ from kafka.admin import (
 )
 
 from functions.config_sync import config_sync, handler, rules
-from functions.config_sync.esm import EsmMapping, EsmReconciler
 from functions.config_sync.state import StateStore
-from shared import aws_clients
-from shared.config import MirrorConfig
-from shared.kafka_clients import KafkaClients
+from shared.aws import clients as aws_clients
+from shared.aws.esm import EsmMapping, EsmReconciler
+from shared.kafka.clients import KafkaClients
 from shared.local import emulator
 from shared.local.broker import LocalBroker, free_port
+from shared.mm2.config import MirrorConfig
 from tests.kafka.support import SINGLE_BROKER, make_config, read_all
 
 pytestmark = pytest.mark.kafka

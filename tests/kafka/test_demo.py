@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import main
+from shared.cli.commands import main
 from shared.local.broker import free_port
 
 pytestmark = pytest.mark.kafka

@@ -14,12 +14,12 @@ from kafka import KafkaProducer, TopicPartition
 
 from functions.mirror.exactly_once import ExactlyOnceWriter, source_offsets_partition
 from functions.mirror.mirror import Mirror
-from shared.config import FlowConfig, MirrorConfig
-from shared.esm_event import SourceRecord, build_event
-from shared.formats import OffsetSync, SourceOffset
-from shared.kafka_clients import KafkaClients
-from shared.kafka_groups import TopicRecord, read_topic
+from shared.aws.esm_event import SourceRecord, build_event
+from shared.kafka.clients import KafkaClients
+from shared.kafka.groups import TopicRecord, read_topic
 from shared.local.emulator import LambdaContext
+from shared.mm2.config import FlowConfig, MirrorConfig
+from shared.mm2.formats import OffsetSync, SourceOffset
 from tests.kafka.faults import properties, write_properties
 from tests.kafka.support import make_config, run_flows
 

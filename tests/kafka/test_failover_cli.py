@@ -1,6 +1,6 @@
 """``smm translate-offsets | failover | status | topology`` against the session clusters.
 
-The commands run in-process through ``shared.cli_failover.add_commands`` (the parser ``smm`` registers them on),
+The commands run in-process through ``shared.cli.failover.add_commands`` (the parser ``smm`` registers them on),
 so exit codes and output are the CLI's own.
 """
 
@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from kafka import TopicPartition
 
-from shared.cli_failover import add_commands
-from shared.config import MirrorConfig
-from shared.kafka_clients import KafkaClients
-from shared.mirror_client import MirrorClient
-from shared.policy import DefaultReplicationPolicy
+from shared.cli.failover import add_commands
+from shared.kafka.clients import KafkaClients
+from shared.kafka.mirror_client import MirrorClient
+from shared.mm2.config import MirrorConfig
+from shared.mm2.policy import DefaultReplicationPolicy
 from tests.kafka.support import SINGLE_BROKER
 from tests.kafka.test_checkpoints import (
     LAG_MAX,

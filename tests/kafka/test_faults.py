@@ -22,13 +22,13 @@ from functions.config_sync import rules
 from functions.config_sync.state import key_for
 from functions.mirror.mirror import Mirror
 from infra.settings import DEFAULT_FUNCTIONS
-from shared import config
-from shared.config import FlowConfig, MirrorConfig
-from shared.formats import Checkpoint, OffsetSync
-from shared.kafka_clients import KafkaClients
-from shared.kafka_groups import TopicRecord, group_offsets
+from shared.kafka.clients import KafkaClients
+from shared.kafka.groups import TopicRecord, group_offsets
+from shared.kafka.producers import KafkaPythonProducer
 from shared.local.broker import LocalBroker, free_port
-from shared.record_producers import KafkaPythonProducer
+from shared.mm2 import config
+from shared.mm2.config import FlowConfig, MirrorConfig
+from shared.mm2.formats import Checkpoint, OffsetSync
 from tests.kafka.faults import (
     MODES,
     FaultReport,

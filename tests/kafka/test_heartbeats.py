@@ -13,10 +13,10 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from functions.heartbeats import handler, heartbeats
 from functions.mirror.mirror import Mirror
-from shared.esm_event import SourceRecord
-from shared.formats import Heartbeat
-from shared.kafka_clients import KafkaClients
+from shared.aws.esm_event import SourceRecord
+from shared.kafka.clients import KafkaClients
 from shared.local import emulator
+from shared.mm2.formats import Heartbeat
 from tests.kafka.support import SINGLE_BROKER, make_config, run_flows
 
 pytestmark = pytest.mark.kafka

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient
 
-from shared.config import MirrorConfig
-from shared.formats import OffsetSync
-from shared.kafka_clients import KafkaClients, send_record
-from shared.provenance import PROVENANCE_HEADER
-from shared.record_producers import Delivery, KafkaPythonProducer
+from shared.kafka.clients import KafkaClients
+from shared.kafka.producers import Delivery, KafkaPythonProducer, send_record
+from shared.mm2.config import MirrorConfig
+from shared.mm2.formats import OffsetSync
+from shared.mm2.provenance import PROVENANCE_HEADER
 from tests.kafka.support import Record, make_config, read_all, run_flows
 
 pytestmark = pytest.mark.kafka

@@ -12,12 +12,12 @@ from kafka import KafkaAdminClient, TopicPartition
 
 from functions.mirror.handler import build_handler
 from functions.mirror.mirror import Mirror, OversizedRecordError
-from shared.cli_failover import flow_status
-from shared.config import MirrorConfig
-from shared.esm_event import EventError, SourceRecord, build_event
-from shared.gaps import GapEvent
-from shared.kafka_clients import KafkaClients
+from shared.aws.esm_event import EventError, SourceRecord, build_event
+from shared.cli.failover import flow_status
+from shared.kafka.clients import KafkaClients
 from shared.local.emulator import LambdaContext
+from shared.mm2.config import MirrorConfig
+from shared.mm2.gaps import GapEvent
 from tests.kafka.support import make_config, read_all
 
 pytestmark = pytest.mark.kafka

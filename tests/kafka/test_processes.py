@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aws_lambda_powertools.metrics import EphemeralMetrics
 
-from shared.kafka_clients import KafkaClients
+from shared.kafka.clients import KafkaClients
 from shared.local.emulator import TopicPoller
 from shared.local.esm_consumers import esm_consumer
 from tests.kafka.faults import (

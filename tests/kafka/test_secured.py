@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from kafka import TopicPartition
 
-from shared.config import MirrorConfig
-from shared.kafka_clients import ClusterError, KafkaClients
+from shared.kafka.clients import ClusterError, KafkaClients
 from shared.local import broker, certs
+from shared.mm2.config import MirrorConfig
 from tests.kafka.support import make_config, run_flows
 
 pytestmark = pytest.mark.kafka

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import (
+from shared.mm2.config import (
     ConfigError,
     FlowConfig,
     FlowSettings,
@@ -17,8 +17,8 @@ from shared.config import (
     parse,
     parse_properties,
 )
-from shared.filters import DEFAULT_GROUPS_EXCLUDE, DEFAULT_TOPICS_EXCLUDE
-from shared.policy import DefaultReplicationPolicy, IdentityReplicationPolicy
+from shared.mm2.filters import DEFAULT_GROUPS_EXCLUDE, DEFAULT_TOPICS_EXCLUDE
+from shared.mm2.policy import DefaultReplicationPolicy, IdentityReplicationPolicy
 
 SECRET = "s3cr3t-Pa55w0rd"
 JAAS = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="{SECRET}";'

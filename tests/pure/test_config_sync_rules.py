@@ -10,15 +10,15 @@ import pytest
 
 from functions.config_sync import rules
 from functions.config_sync.config_sync import ConfigSyncTask
-from functions.config_sync.esm import EsmMapping, EsmReconciler, parse_access_configurations
 from functions.config_sync.state import TopicState
 from functions.heartbeats.heartbeats import emitting_flows
-from shared import config
-from shared.config import ConfigError, FlowConfig, MirrorConfig
-from shared.kafka_admin_sync import ConfigEntry, TopicAcl
-from shared.kafka_clients import KafkaClients
+from functions.scheduled import budget_seconds, run_tasks
+from shared.aws.esm import EsmMapping, EsmReconciler, parse_access_configurations
+from shared.kafka.admin_sync import ConfigEntry, TopicAcl
+from shared.kafka.clients import KafkaClients
 from shared.local import schedule
-from shared.scheduled_lambda import budget_seconds, run_tasks
+from shared.mm2 import config
+from shared.mm2.config import ConfigError, FlowConfig, MirrorConfig
 
 
 def make_config(**settings: str) -> MirrorConfig:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.esm_event import EventError, SourceRecord, build_event, by_partition, parse_event
+from shared.aws.esm_event import EventError, SourceRecord, build_event, by_partition, parse_event
 
 RECORDS = [
     SourceRecord("orders", 0, 5, 1700000000000, "CREATE_TIME", b"k1", b"\x00\xff\xfe", [("h", b"1"), ("h", b"2")]),

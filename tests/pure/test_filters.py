@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.filters import (
+from shared.mm2.filters import (
     DEFAULT_GROUPS,
     DEFAULT_GROUPS_EXCLUDE,
     DEFAULT_TOPICS,
@@ -12,7 +12,7 @@ from shared.filters import (
     NameFilter,
     TopicSelector,
 )
-from shared.policy import DefaultReplicationPolicy, IdentityReplicationPolicy
+from shared.mm2.policy import DefaultReplicationPolicy, IdentityReplicationPolicy
 
 DEFAULT_TOPIC_FILTER = NameFilter.of(DEFAULT_TOPICS, DEFAULT_TOPICS_EXCLUDE)
 DEFAULT_GROUP_FILTER = NameFilter.of(DEFAULT_GROUPS, DEFAULT_GROUPS_EXCLUDE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.formats import Checkpoint, FormatError, Heartbeat, OffsetSync, SourceOffset
+from shared.mm2.formats import Checkpoint, FormatError, Heartbeat, OffsetSync, SourceOffset
 
 MAX_LONG = 2**63 - 1
 MIN_LONG = -(2**63)

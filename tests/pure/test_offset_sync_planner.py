@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from functions.mirror.mirror import unexplained_gap
-from shared.offset_syncs import OffsetSyncPlanner, PartitionState, sync_due
+from shared.mm2.offset_syncs import OffsetSyncPlanner, PartitionState, sync_due
 
 
 def _upstreams(planner: OffsetSyncPlanner, pairs: list[tuple[int, int]], commit: bool = True) -> list[int]:

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from shared.formats import Checkpoint, OffsetSync
-from shared.offset_sync_store import THINNED_SLOTS, CheckpointStore, OffsetSyncStore
-from shared.offset_syncs import OffsetSyncPlanner
+from shared.mm2.formats import Checkpoint, OffsetSync
+from shared.mm2.offset_sync_store import THINNED_SLOTS, CheckpointStore, OffsetSyncStore
+from shared.mm2.offset_syncs import OffsetSyncPlanner
 
 T, P = "t", 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.policy import (
+from shared.mm2.policy import (
     HEARTBEATS_TOPIC,
     POLICY_CLASSES,
     DefaultReplicationPolicy,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.provenance import PROVENANCE_HEADER, has_visited, path_of, stamp
+from shared.mm2.provenance import PROVENANCE_HEADER, has_visited, path_of, stamp
 
 H = PROVENANCE_HEADER
 

@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from kafka.errors import KafkaTimeoutError, SaslAuthenticationFailedError
 
-from shared import config
-from shared.client_settings import COMMON_KEYS, HIDDEN, ROLE_KEYS, HideSecretsFilter
-from shared.config import MirrorConfig
-from shared.kafka_clients import ClusterAuthenticationError, ClusterError, _connect
+from shared.kafka.clients import ClusterAuthenticationError, ClusterError, _connect
+from shared.kafka.producers import librdkafka_config
 from shared.local import certs
 from shared.local.broker import BrokerError, ListenerSecurity, LocalBroker, brokers_for
-from shared.record_producers import librdkafka_config
+from shared.mm2 import config
+from shared.mm2.client_settings import COMMON_KEYS, HIDDEN, ROLE_KEYS, HideSecretsFilter
+from shared.mm2.config import MirrorConfig
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 PASSWORD = 'pa55,word "x" \\ y'

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO, cast
 
-from shared import cli_failover, config
-from shared.config import ConfigError, MirrorConfig
+from shared.cli import failover
+from shared.mm2 import config
+from shared.mm2.config import ConfigError, MirrorConfig
 
 
 def _load(path: str) -> MirrorConfig:
@@ -100,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _start_peer(args: argparse.Namespace, n: int) -> subprocess.Popen[bytes]:
     """Another ``smm run`` of the same file: its ESM consumers join the same groups, so Kafka divides each topic's
     partitions between the processes (as Lambda's pollers share a mapping's group), and each core does work."""
-    command = [sys.executable, "-m", "shared.cli", "run", args.config, "--progress", f"{args.progress:g}"]
+    command = [sys.executable, "-m", "shared.cli.commands", "run", args.config, "--progress", f"{args.progress:g}"]
     command += ["--peer", str(n)]
     if args.duration is not None:
         command += ["--duration", f"{args.duration:g}"]
@@ -187,7 +188,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--verbose", action="store_true")
     d.set_defaults(func=cmd_demo)
 
-    cli_failover.add_commands(sub)
+    failover.add_commands(sub)
     return p
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import client_settings
-from shared.client_settings import COMMON_KEYS, ROLE_KEYS, ROLES, SettingError
-from shared.filters import (
+from shared.mm2 import client_settings
+from shared.mm2.client_settings import COMMON_KEYS, ROLE_KEYS, ROLES, SettingError
+from shared.mm2.filters import (
     DEFAULT_GROUPS,
     DEFAULT_GROUPS_EXCLUDE,
     DEFAULT_TOPICS,
@@ -23,7 +23,7 @@ from shared.filters import (
     NameFilter,
     TopicSelector,
 )
-from shared.policy import POLICY_CLASSES, ReplicationPolicy
+from shared.mm2.policy import POLICY_CLASSES, ReplicationPolicy
 
 FLOW_ARROW = "->"
 # Connect worker and MM2 keys that only matter to a Connect cluster: accepted so an existing file loads.

@@ -1,6 +1,6 @@
 """Consumer groups and whole-topic reads on top of ``KafkaClients``: what checkpoints and failover need.
 
-Kept apart from ``shared.kafka_clients`` (the data path's module) so the scheduled functions and the failover
+Kept apart from ``shared.kafka.clients`` (the data path's module) so the scheduled functions and the failover
 tools grow without touching it; like it, this is the only place these Kafka calls are made.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import IllegalGenerationError, KafkaError, RebalanceInProgressError, UnknownMemberIdError
 
-from shared.kafka_clients import _PRODUCER_DEFAULTS, ClusterError, KafkaClients, _connect
+from shared.kafka.clients import _PRODUCER_DEFAULTS, ClusterError, KafkaClients, _connect
 
 # A group in one of these states has no member that could commit over what we write.
 IDLE_STATES = frozenset({"Empty", "Dead"})

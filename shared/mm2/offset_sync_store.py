@@ -35,7 +35,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from shared.formats import Checkpoint, FormatError, OffsetSync
+from shared.mm2.formats import Checkpoint, FormatError, OffsetSync
 
 DEFAULT_DENSE_CAP = 1024
 THINNED_SLOTS = 64  # MM2's Long.SIZE

@@ -25,19 +25,19 @@ from kafka.errors import (
     SaslAuthenticationFailedError,
     TopicAlreadyExistsError,
 )
-from kafka.serializer import Serializer
 
-from shared.config import MirrorConfig
-from shared.record_producers import (
+from shared.kafka.producers import (
     TRANSACTION_FLUSH_TIMEOUT_SECONDS,
     ConfluentProducer,
     ConfluentTransactionalProducer,
     KafkaPythonProducer,
     KafkaPythonTransactionalProducer,
+    NullableKeySerializer,
     RecordProducer,
     TransactionalProducer,
     librdkafka_config,
 )
+from shared.mm2.config import MirrorConfig
 
 
 class ClusterError(RuntimeError):
@@ -59,39 +59,6 @@ class TopicInfo:
     partitions: int
     max_message_bytes: int
     compacted: bool
-
-
-class NullableKeySerializer(Serializer):  # type: ignore[misc]
-    """Lets a record with a null key and a null value (a keyless tombstone) through, as Kafka does.
-
-    kafka-python refuses ``send(key=None, value=None)`` before serializing; sending ``NULL_KEY`` as the key
-    passes that check and serializes to a null key.
-    """
-
-    NULL_KEY = object()
-
-    def serialize(self, topic: str, headers: Any, data: Any) -> Any:
-        return None if data is self.NULL_KEY else data
-
-
-def send_record(
-    producer: Any,
-    topic: str,
-    key: bytes | None,
-    value: bytes | None,
-    headers: list[tuple[str, bytes]],
-    partition: int | None = None,
-    timestamp_ms: int | None = None,
-) -> Any:
-    """``producer.send`` for raw bytes, keyless tombstones included; returns the future."""
-    return producer.send(
-        topic,
-        key=NullableKeySerializer.NULL_KEY if key is None and value is None else key,
-        value=value,
-        headers=headers,
-        partition=partition,
-        timestamp_ms=timestamp_ms,
-    )
 
 
 _PRODUCER_DEFAULTS: dict[str, Any] = {

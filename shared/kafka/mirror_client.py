@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from kafka import OffsetAndMetadata, TopicPartition
 
-from shared.config import MirrorConfig
-from shared.formats import Checkpoint, FormatError
-from shared.kafka_clients import KafkaClients
-from shared.kafka_groups import read_topic
-from shared.policy import DefaultReplicationPolicy, ReplicationPolicy
+from shared.kafka.clients import KafkaClients
+from shared.kafka.groups import read_topic
+from shared.mm2.config import MirrorConfig
+from shared.mm2.formats import Checkpoint, FormatError
+from shared.mm2.policy import DefaultReplicationPolicy, ReplicationPolicy
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from kafka.admin import (
     ResourceType,
 )
 
-from shared.kafka_clients import ClusterError, KafkaClients
+from shared.kafka.clients import ClusterError, KafkaClients
 
 DEFAULT_SOURCE = "DEFAULT_CONFIG"
 STATIC_BROKER_SOURCE = "STATIC_BROKER_CONFIG"

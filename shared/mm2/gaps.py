@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from shared.config import FlowConfig
+from shared.mm2.config import FlowConfig
 
 
 def gaps_topic(flow: FlowConfig) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.formats import OffsetSync
+from shared.mm2.formats import OffsetSync
 
 
 def sync_due(

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared import config_source
-from shared.config import ClusterConfig, ConfigError, FlowConfig, MirrorConfig
-from shared.config_source import EventSourceTemplate
+from shared.aws import config_source
+from shared.aws.config_source import EventSourceTemplate
+from shared.mm2.config import ClusterConfig, ConfigError, FlowConfig, MirrorConfig
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -171,7 +171,7 @@ class LambdaEsmReconciler(EsmReconciler):
             arn = os.environ.get(SOURCE_CLUSTER_ARN_ENV, "").strip() or None
             template = EventSourceTemplate(function_name, arn, tuple((a["Type"], a["URI"]) for a in access))
         if client is None:
-            from shared import aws_clients
+            from shared.aws import clients as aws_clients
 
             client = aws_clients.lambda_client()
         servers = config.cluster(flow.source).bootstrap_servers

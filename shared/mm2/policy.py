@@ -110,7 +110,7 @@ class IdentityReplicationPolicy(DefaultReplicationPolicy):
     """Remote topic keeps the source name (migration); only heartbeats are prefixed.
 
     Names carry no provenance, so loops are prevented per record by the provenance header instead
-    (see ``shared.provenance``).
+    (see ``shared.mm2.provenance``).
     """
 
     def format_remote_topic(self, source_alias: str, topic: str) -> str:

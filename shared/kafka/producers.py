@@ -12,7 +12,9 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol, cast
 
-from shared import client_settings
+from kafka.serializer import Serializer
+
+from shared.mm2 import client_settings
 
 BACKENDS = ("kafka-python", "confluent-kafka")
 
@@ -73,6 +75,39 @@ class TransactionalProducer(RecordProducer, Protocol):
         ...
 
 
+class NullableKeySerializer(Serializer):  # type: ignore[misc]
+    """Lets a record with a null key and a null value (a keyless tombstone) through, as Kafka does.
+
+    kafka-python refuses ``send(key=None, value=None)`` before serializing; sending ``NULL_KEY`` as the key
+    passes that check and serializes to a null key.
+    """
+
+    NULL_KEY = object()
+
+    def serialize(self, topic: str, headers: Any, data: Any) -> Any:
+        return None if data is self.NULL_KEY else data
+
+
+def send_record(
+    producer: Any,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]],
+    partition: int | None = None,
+    timestamp_ms: int | None = None,
+) -> Any:
+    """``producer.send`` for raw bytes, keyless tombstones included; returns the future."""
+    return producer.send(
+        topic,
+        key=NullableKeySerializer.NULL_KEY if key is None and value is None else key,
+        value=value,
+        headers=headers,
+        partition=partition,
+        timestamp_ms=timestamp_ms,
+    )
+
+
 class KafkaPythonProducer:
     """kafka-python's ``KafkaProducer``; its futures already are deliveries."""
 
@@ -88,8 +123,6 @@ class KafkaPythonProducer:
         partition: int,
         timestamp_ms: int,
     ) -> Delivery:
-        from shared.kafka_clients import send_record
-
         future = send_record(self._producer, topic, key, value, headers, partition, timestamp_ms)
         return _FutureDelivery(future)
 

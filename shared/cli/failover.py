@@ -20,12 +20,8 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from functions.checkpoints.checkpoints import CheckpointTask
-from shared import config
-from shared.config import FlowConfig, MirrorConfig
-from shared.formats import Checkpoint, Heartbeat
-from shared.gaps import GapEvent, GapSummary, gaps_topic
-from shared.kafka_clients import ClusterError, KafkaClients
-from shared.kafka_groups import (
+from shared.kafka.clients import ClusterError, KafkaClients
+from shared.kafka.groups import (
     GroupInfo,
     alter_offsets,
     committed_offsets,
@@ -35,8 +31,12 @@ from shared.kafka_groups import (
     read_tail,
     read_topic,
 )
-from shared.mirror_client import CheckpointRecord, MirrorClient
-from shared.offset_sync_store import Lookup
+from shared.kafka.mirror_client import CheckpointRecord, MirrorClient
+from shared.mm2 import config
+from shared.mm2.config import FlowConfig, MirrorConfig
+from shared.mm2.formats import Checkpoint, Heartbeat
+from shared.mm2.gaps import GapEvent, GapSummary, gaps_topic
+from shared.mm2.offset_sync_store import Lookup
 
 HEARTBEAT_TAIL = 200  # offsets per partition read back to find a flow's newest heartbeat
 CHECKPOINT_TAIL = 50  # the checkpoints topic is transactional: its last offsets are commit markers

@@ -2,7 +2,7 @@
 
 In AWS the ``mm2.properties`` text lives in an SSM parameter that can be edited in the console; it is read
 through Powertools Parameters with a short cache, so an edit takes effect without a redeploy. Cluster
-credentials come from Secrets Manager (``shared.secrets``) and are merged into the parsed configuration here,
+credentials come from Secrets Manager (``shared.aws.secrets``) and are merged into the parsed configuration here,
 so every function gets them the same way. The deployment also describes, per flow, what the event-source
 mappings of its mirror function share (``EventSourceTemplate``): the stack creates the mappings of the topics
 listed by name with it, and config sync creates the ones of topics found later with the very same parameters.
@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared import config, secrets
-from shared.config import ClusterConfig, ConfigError, FlowConfig, MirrorConfig
+from shared.aws import secrets
+from shared.mm2 import config
+from shared.mm2.config import ClusterConfig, ConfigError, FlowConfig, MirrorConfig
 
 CONFIG_FILE_ENV = "SMM_CONFIG_FILE"
 CONFIG_PARAMETER_ENV = "SMM_CONFIG_PARAMETER"

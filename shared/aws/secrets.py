@@ -29,7 +29,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from shared.config import ClusterConfig, ConfigError, MirrorConfig
+from shared.mm2.config import ClusterConfig, ConfigError, MirrorConfig
 
 CLUSTER_SECRETS_ENV = "SMM_CLUSTER_SECRETS"
 CLUSTER_CA_SECRETS_ENV = "SMM_CLUSTER_CA_SECRETS"

@@ -1,8 +1,11 @@
-"""Running scheduled tasks inside a Lambda invocation: per-container task cache and the in-invocation loop.
+"""Scheduled functions (config sync, heartbeats, checkpoints): their contract with a runtime, and the Lambda one.
 
-EventBridge schedules fire at most once a minute, so a role with a shorter interval (heartbeats every second)
-loops inside one invocation until its budget is spent; a role with a longer interval runs one pass. Tasks and
-their Kafka clients live as long as the container and are rebuilt when the configuration text changes.
+Each scheduled function package provides ``task_for(flow, clients) -> ScheduledTask``. Locally ``smm run`` calls
+``run_once`` every ``interval_seconds``. In Lambda, EventBridge schedules fire at most once a minute, so a role with
+a shorter interval (heartbeats every second) loops inside one invocation until its budget is spent, and a role with
+a longer interval runs one pass; tasks and their Kafka clients live as long as the container and are rebuilt when
+the configuration text changes. Tasks keep nothing that matters in memory: whatever they must remember lives in
+internal Kafka topics, so a cold start changes nothing.
 """
 
 from __future__ import annotations
@@ -11,19 +14,33 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from shared import config_source
-from shared.config import MirrorConfig
-from shared.kafka_clients import KafkaClients
-from shared.scheduled import ScheduledTask
+from shared.aws import config_source
+from shared.kafka.clients import KafkaClients
+from shared.mm2.config import MirrorConfig
 
 logger = Logger(service="smm-scheduled")
 
 LOOP_SECONDS = 55.0  # leaves the rest of the minute for the next scheduled invocation to start
 SAFETY_MARGIN_MS = 5_000  # returned well before Lambda's timeout, with metrics flushed
+
+
+class ScheduledTask(Protocol):
+    """One scheduled role for one flow; idempotent and safe to run twice at once."""
+
+    name: str
+
+    def interval_seconds(self) -> float:
+        """How often the role runs for this flow (from the flow's ``*.interval.seconds``)."""
+        ...
+
+    def run_once(self) -> dict[str, Any]:
+        """Do one round of work; returns a JSON-able summary for logs and progress lines."""
+        ...
+
 
 Build = Callable[[MirrorConfig, KafkaClients], Mapping[str, ScheduledTask]]
 

@@ -1,0 +1,1 @@
+"""The ``smm`` command line: validate, run, demo, status, failover."""
