@@ -8,9 +8,9 @@ BENCH_LIBS := .kafka/bench-libs
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup kafka demo test test-pure test-kafka lint typecheck synth bench clean
+.PHONY: setup kafka demo test test-pure test-kafka lint typecheck synth bench mm2-report clean
 
-setup: $(STAMP) $(KAFKA_LIBS)/.fetched $(NODE_STAMP)
+setup: $(STAMP) $(KAFKA_LIBS)/.fetched $(BENCH_LIBS)/.fetched $(NODE_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ $(BENCH_LIBS)/.fetched: kafka-runtime/pom.xml
 # `make bench BENCH_ARGS="--records 200000"` for a shorter run; see `python -m bench.run --help`.
 bench: setup $(BENCH_LIBS)/.fetched
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The corpus of real mm2.properties files read by MirrorMaker 2 itself and by this product: docs/mm2-corpus.md.
+mm2-report: setup
+	$(BIN)/python -m tests.mm2.compare
 
 # The CDK CLI comes from npm through package.json, so `npx cdk synth` works after set-up.
 $(NODE_STAMP): package.json package-lock.json

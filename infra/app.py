@@ -20,6 +20,7 @@ from cdk_nag import AwsSolutionsChecks
 from infra import assets, settings
 from infra.settings import Deployment, SettingsError
 from infra.stack import MirrorMakerStack
+from shared.aws import providers
 from shared.mm2 import config
 from shared.mm2.config import ConfigError
 
@@ -31,7 +32,8 @@ def deployment_from(config_path: str | Path, settings_source: str | Path | Mappi
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"config {path}: cannot read it ({exc.strerror})"]) from None
-    mirror_config = config.parse(config.parse_properties(text))
+    # No reference is resolved at synth: secrets must not reach the template, and the functions read them later.
+    mirror_config = config.parse_text(text, providers.deferred_factories())
     return Deployment.resolve(mirror_config, text, settings.load(settings_source))
 
 

@@ -1,11 +1,11 @@
 """The Lambda code asset, built without Docker: ``pip install --target`` for the Lambda platform plus our packages.
 
 ``aws_lambda_python_alpha.PythonFunction`` always bundles in a container, and neither this machine nor most CI
-runners have Docker. The runtime dependencies are pure Python (kafka-python, Powertools and theirs) or manylinux
-wheels for both Lambda architectures (crc32c; confluent-kafka, whose wheels are manylinux_2_28, which the
-Amazon Linux 2023 runtimes this project deploys satisfy), so pip can fetch them for the Lambda platform and
-Python version from any host. boto3 is left out: the Lambda
-runtime brings it. Each build is cached under ``build/lambda/<digest>`` where the digest covers the pinned
+runners have Docker. The runtime dependencies are pure Python (kafka-python, Powertools, pyjks, the MSK IAM
+signer and theirs) or manylinux wheels for both Lambda architectures (crc32c, cryptography, pycryptodomex;
+confluent-kafka, whose wheels are manylinux_2_28, which the Amazon Linux 2023 runtimes this project deploys
+satisfy), so pip can fetch them for the Lambda platform and Python version from any host. boto3 is left out: the
+Lambda runtime brings it. Each build is cached under ``build/lambda/<digest>`` where the digest covers the pinned
 requirements, the target platform and every source file, so an unchanged tree is never rebuilt and a changed
 one always is.
 """
@@ -29,7 +29,20 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = PROJECT_ROOT / "build" / "lambda"
 # What the functions import besides the standard library and boto3; versions pinned to the dev environment's
 # so the code that passed the tests is the code that is deployed.
-DISTRIBUTIONS = ("kafka-python", "aws-lambda-powertools", "crc32c", "confluent-kafka")
+DISTRIBUTIONS = (
+    "kafka-python",
+    "aws-lambda-powertools",
+    "crc32c",
+    "confluent-kafka",
+    "cryptography",
+    "pycryptodomex",
+    "javaobj-py3",
+    "pyasn1",
+    "pyasn1-modules",
+)
+# Installed without their dependencies: pyjks's twofish (BKS stores only) has no wheels, and the signer's boto3,
+# botocore and click are the runtime's or unused.
+WITHOUT_DEPENDENCIES = ("pyjks", "aws-msk-iam-sasl-signer-python")
 PACKAGES = ("shared", "functions")
 # The layers above the functions (pyproject.toml's import contract): the local runtime and the command line.
 NOT_DEPLOYED = ("shared/local", "shared/cli")
@@ -67,7 +80,7 @@ class AssetSpec:
 def pinned_requirements() -> tuple[str, ...]:
     """``name==version`` of each runtime distribution, as installed in this environment."""
     pins = []
-    for name in DISTRIBUTIONS:
+    for name in (*DISTRIBUTIONS, *WITHOUT_DEPENDENCIES):
         try:
             pins.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
@@ -84,7 +97,9 @@ def build(spec: AssetSpec, root: Path = PROJECT_ROOT, cache_dir: Path = CACHE_DI
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=cache_dir))
     try:
-        _pip_install(spec, staging)
+        with_deps = tuple(r for r in spec.requirements if r.split("==")[0] not in WITHOUT_DEPENDENCIES)
+        _pip_install(spec, staging, with_deps)
+        _pip_install(spec, staging, tuple(r for r in spec.requirements if r not in with_deps), "--no-deps")
         for package in PACKAGES:
             shutil.copytree(root / package, staging / package, ignore=_not_deployed(root))
         (staging / _MARKER).write_text(json.dumps({"digest": digest, **asdict(spec)}, indent=2) + "\n")
@@ -124,7 +139,7 @@ def _not_deployed(root: Path) -> Callable[[str, list[str]], set[str]]:
     return ignore
 
 
-def _pip_install(spec: AssetSpec, target: Path) -> None:
+def _pip_install(spec: AssetSpec, target: Path, requirements: tuple[str, ...], *options: str) -> None:
     command = [
         sys.executable,
         "-m",
@@ -141,13 +156,14 @@ def _pip_install(spec: AssetSpec, target: Path) -> None:
         "--python-version",
         spec.python_version,
         "--only-binary=:all:",
-        *spec.requirements,
+        *options,
+        *requirements,
     ]
     env = {**os.environ, "PIP_NO_INPUT": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         raise AssetBuildError(
-            f"pip could not install {', '.join(spec.requirements)} for Python {spec.python_version} on "
+            f"pip could not install {', '.join(requirements)} for Python {spec.python_version} on "
             f"{'/'.join(spec.platforms)} (needs the package index or a pip cache):\n{result.stderr.strip()[-2000:]}"
         )
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: no use in Lambda

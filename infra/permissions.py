@@ -177,3 +177,31 @@ def grant_kafka_access(role: iam.IRole, deployment: Deployment, accesses: Mappin
         plan = deployment.clusters[alias]
         if plan.auth is Auth.IAM and plan.settings.msk_cluster_arn:
             grant_kafka(role, plan.settings.msk_cluster_arn, access, why)
+
+
+# --- what mm2.properties itself points to: config provider references, assumed roles -------------------------
+
+
+def grant_config_references(role: iam.IRole, deployment: Deployment) -> None:
+    """Read the secrets and parameters the file's ``${secretsmanager:...}``/``${ssm::...}`` references name, and
+    assume the roles its MSK IAM login options name (``awsRoleArn``): each by name, nothing else."""
+    stack = cdk.Stack.of(role)
+    for reference in deployment.provider_references:
+        region = reference.region or stack.region
+        if reference.service == "secretsmanager":
+            arn = (
+                reference.name
+                if reference.name.startswith("arn:")
+                else (f"arn:{stack.partition}:secretsmanager:{region}:{stack.account}:secret:{reference.name}-??????")
+            )
+            allow(
+                role,
+                ["secretsmanager:GetSecretValue"],
+                [arn],
+                wildcard_reason=f"Secrets Manager appends six random characters to secret {reference.name!r}'s ARN",
+            )
+        else:
+            name = reference.name.lstrip("/")
+            allow(role, ["ssm:GetParameter"], [f"arn:{stack.partition}:ssm:{region}:{stack.account}:parameter/{name}"])
+    for role_arn in deployment.assumed_roles:
+        allow(role, ["sts:AssumeRole"], [role_arn])

@@ -17,7 +17,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from shared.aws import providers
 from shared.aws.config_source import ProvisionedPollers
+from shared.mm2 import properties
+from shared.mm2 import providers as mm2_providers
+from shared.mm2.client_settings import parse_jaas_config
 from shared.mm2.config import FLOW_ARROW, ClusterConfig, FlowConfig, MirrorConfig
 
 T = TypeVar("T")
@@ -464,7 +468,8 @@ def _alarms(r: _Reader) -> AlarmSettings:
 # Java client keys that carry credentials or point at local files: not allowed in a deployed mm2.properties,
 # whose text is stored in plain sight (template, SSM parameter). Secrets Manager carries them instead.
 _CREDENTIAL_KEYS = {
-    "sasl.jaas.config": "put the username and password in a Secrets Manager secret (clusters.<alias>.secret_arn)",
+    "sasl.jaas.config": "put the username and password in a Secrets Manager secret (clusters.<alias>.secret_arn), "
+    'or refer to one: password="${secretsmanager:<secret>:password}"',
     "ssl.keystore.password": "put the key in a Secrets Manager secret (clusters.<alias>.secret_arn)",
     "ssl.key.password": "put the key in a Secrets Manager secret (clusters.<alias>.secret_arn)",
     "ssl.truststore.password": "a PEM truststore needs no password",
@@ -510,7 +515,7 @@ class Deployment:
         clusters: dict[str, ClusterPlan] = {}
         for alias, cluster in config.clusters.items():
             for key in cluster.client.keys() | {k for role in cluster.roles.values() for k in role}:
-                if key in _CREDENTIAL_KEYS:
+                if key in _CREDENTIAL_KEYS and not _no_credential_in_text(cluster, key):
                     problems.append(
                         f"{alias}.{key} in mm2.properties: not allowed in a deployment; {_CREDENTIAL_KEYS[key]}"
                     )
@@ -519,6 +524,7 @@ class Deployment:
             )
         for flow in flows:
             _check_flow(flow, settings, clusters[flow.source], problems)
+        _check_lambda_can_read(config, config_text, problems)
         if problems:
             raise SettingsError(problems)
         return cls(config, config_text, settings, clusters, flows)
@@ -526,6 +532,56 @@ class Deployment:
     @property
     def enabled_flows(self) -> tuple[FlowConfig, ...]:
         return tuple(f for f in self.mirrored_flows if f.enabled)
+
+    @property
+    def provider_references(self) -> list[providers.AwsReference]:
+        """The secrets and parameters the functions read through the file's config provider references."""
+        return providers.aws_references(properties.load(self.config_text))
+
+    @property
+    def assumed_roles(self) -> list[str]:
+        """The roles the clusters' MSK IAM login options (``awsRoleArn``) name."""
+        roles = {
+            iam.role_arn
+            for cluster in self.config.clusters.values()
+            for role in ("producer", "consumer", "admin")
+            if (iam := cluster.settings(role).iam) is not None and iam.role_arn
+        }
+        return sorted(roles)
+
+
+def _no_credential_in_text(cluster: ClusterConfig, key: str) -> bool:
+    """A credential key whose text holds no secret: MSK IAM's login module, or only provider references."""
+    value = {**cluster.client, **{k: v for role in cluster.roles.values() for k, v in role.items()}}[key]
+    if key == "sasl.jaas.config" and cluster.settings("admin").iam is not None:
+        return True
+    if key.endswith("password") or key == "sasl.jaas.config":
+        secrets = (
+            [v for k, v in parse_jaas_config(value).options.items() if k == "password"] if "jaas" in key else [value]
+        )
+        return all(mm2_providers.REFERENCE.fullmatch(s.strip()) for s in secrets)
+    return False
+
+
+def _check_lambda_can_read(config: MirrorConfig, config_text: str, problems: list[str]) -> None:
+    """What the file points to must exist where the functions run: no AWS profiles, no local files or variables."""
+    for alias, cluster in config.clusters.items():
+        iam = cluster.settings("admin").iam
+        if iam is not None and iam.profile:
+            problems.append(
+                f"{alias}.sasl.jaas.config: awsProfileName={iam.profile!r} cannot work in Lambda (there are no AWS "
+                "profiles there); remove it (the function's role is used) or name a role with awsRoleArn"
+            )
+    raw = properties.load(config_text)
+    for key, value in raw.items():
+        for ref in mm2_providers.references(value):
+            cls = providers.declared_class(raw, ref.provider)
+            if cls in mm2_providers.KAFKA_PROVIDERS:
+                problems.append(
+                    f"{key}: {ref.text} is read where the functions run, which has neither this machine's files nor "
+                    "its environment; use ${secretsmanager:<secret>:<key>} or ${ssm::<parameter>} "
+                    f"({providers.SECRETS_MANAGER_PROVIDER}, {providers.SSM_PROVIDER})"
+                )
 
 
 def _auth(cluster: ClusterConfig, settings: ClusterSettings, problems: list[str]) -> Auth:

@@ -27,11 +27,7 @@ COMPACT = {"cleanup.policy": "compact"}
 def mirrored_topics(flow: FlowConfig, topics: Iterable[str]) -> list[str]:
     """The source topics flow ``flow`` mirrors, sorted: one ESM and one remote topic each."""
     selector = flow.topic_selector()
-    policy = selector.policy
-    heartbeats = flow.settings.heartbeats_replication_enabled
-    return sorted(
-        t for t in topics if selector.should_replicate(t) and (heartbeats or not policy.is_heartbeats_topic(t))
-    )
+    return sorted(t for t in topics if selector.should_replicate(t))
 
 
 @dataclass(frozen=True)

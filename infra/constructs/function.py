@@ -19,7 +19,13 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.constructs.secrets import ClusterSecrets
-from infra.permissions import FUNCTION_ENI_ACTIONS, POLLER_ENI_ACTIONS, acknowledge, allow
+from infra.permissions import (
+    FUNCTION_ENI_ACTIONS,
+    POLLER_ENI_ACTIONS,
+    acknowledge,
+    allow,
+    grant_config_references,
+)
 from infra.settings import RETENTION_DAYS, Deployment
 from shared.aws import config_source, secrets
 
@@ -89,6 +95,7 @@ class SmmFunction(Construct):
         self.log_group.grant_write(self.role)
         ctx.config_parameter.grant_read(self.role)
         ctx.secrets.grant_read(self.role, aliases)
+        grant_config_references(self.role, ctx.deployment)
         if network:
             # Subnet and security-group ids straight into the template: no VPC lookup, so synth stays offline.
             cfn = cast(lambda_.CfnFunction, self.function.node.default_child)

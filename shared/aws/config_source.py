@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.aws import secrets
+from shared.aws import providers, secrets
 from shared.mm2 import config
 from shared.mm2.config import ClusterConfig, ConfigError, FlowConfig, MirrorConfig
 
@@ -47,8 +47,9 @@ def config_text() -> str:
 
 
 def parse_text(text: str) -> MirrorConfig:
-    """The configuration of ``text``, with the cluster secrets the environment names applied."""
-    return secrets.apply_from_environment(config.parse(config.parse_properties(text)))
+    """The configuration of ``text`` (config provider references resolved), with the cluster secrets the
+    environment names applied."""
+    return secrets.apply_from_environment(config.parse_text(text, providers.factories()))
 
 
 def flow_from_environment(mirror_config: MirrorConfig) -> FlowConfig:

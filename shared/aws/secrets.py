@@ -11,7 +11,7 @@ the shapes Lambda's Kafka event-source mappings read, so one secret serves both 
   of a self-managed cluster.
 
 The settings are added as Java client keys (``sasl.jaas.config``, ``ssl.keystore.location``, ...) to a copy of
-the cluster's ``ClusterConfig``, so ``ClusterConfig.kafka_python_settings`` stays a pure function of its data.
+the cluster's ``ClusterConfig``, so a cluster's client settings stay a pure function of its data.
 PEM material is written to private files because ``ssl.SSLContext.load_cert_chain`` only reads files.
 Secret values never appear in a log line or an error message: only aliases, secret names and key names do.
 """
@@ -58,7 +58,7 @@ def fetch_secret(secret_id: str) -> Mapping[str, Any]:
     except parameters.TransformParameterError:
         raise ConfigError([f"secret {secret_id}: its value is not a JSON object"]) from None
     except parameters.GetParameterError as exc:
-        raise ConfigError([f"secret {secret_id}: cannot read it ({_aws_error_code(exc)})"]) from None
+        raise ConfigError([f"secret {secret_id}: cannot read it ({aws_error_code(exc)})"]) from None
     if not isinstance(value, Mapping):
         raise ConfigError([f"secret {secret_id}: its value is not a JSON object"])
     return value
@@ -178,7 +178,7 @@ def _secret_map(env: str) -> dict[str, str]:
     return value
 
 
-def _aws_error_code(exc: Exception) -> str:
+def aws_error_code(exc: Exception) -> str:
     cause = exc.__cause__ or exc.__context__
     response = getattr(cause, "response", None)
     if isinstance(response, dict):

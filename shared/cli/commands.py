@@ -17,46 +17,67 @@ from pathlib import Path
 from typing import TextIO, cast
 
 from shared.cli import failover
-from shared.mm2 import config
-from shared.mm2.config import ConfigError, MirrorConfig
-
-
-def _load(path: str) -> MirrorConfig:
-    mirror_config = config.load(path)
-    for warning in mirror_config.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return mirror_config
+from shared.cli.config_file import load
+from shared.mm2.config import ConfigError, FlowConfig
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    mirror_config = _load(args.config)
-    print(f"{args.config}: valid; clusters: {', '.join(mirror_config.clusters)}")
+    mirror_config = load(args.config)
+    if args.strict and mirror_config.strict_problems():
+        raise ConfigError(
+            [f"{p} (--strict refuses keys that are accepted and not used)" for p in mirror_config.strict_problems()]
+        )
+    unused = len(mirror_config.strict_problems())
+    print(f"{args.config}: valid; clusters: {', '.join(mirror_config.clusters)}; {unused} key(s) accepted and unused")
     for alias, cluster in mirror_config.clusters.items():
         print(f"  cluster {alias}: {','.join(cluster.bootstrap_servers)}")
+    pairs = [f for f in mirror_config.flows if f.in_cluster_pairs]
+    print(f"  cluster pairs MM2 would start: {', '.join(f.name for f in pairs) or 'none'}")
     enabled = mirror_config.enabled_flows()
     if not enabled:
         print("  no flow is enabled (set A->B.enabled = true)")
     for flow in enabled:
-        s = flow.settings
-        policy = s.replication_policy_class.rsplit(".", 1)[-1]
-        print(f"  flow {flow.name}: topics {', '.join(s.topics)} (excluding {', '.join(s.topics_exclude)})")
-        print(f"    remote names: {policy} (e.g. {flow.policy().format_remote_topic(flow.source, 'orders')})")
-        print(f"    groups {', '.join(s.groups)} (excluding {', '.join(s.groups_exclude)})")
-        print(
-            f"    offset syncs: {flow.offset_syncs_topic()} on {flow.offset_syncs_cluster()}, "
-            f"offset.lag.max={s.offset_lag_max}; replication.factor={s.replication_factor}"
-        )
-        print(
-            f"    heartbeats every {s.emit_heartbeats_interval_seconds}s, checkpoints every "
-            f"{s.emit_checkpoints_interval_seconds}s, topic refresh every {s.refresh_topics_interval_seconds}s"
-        )
+        _print_flow(flow)
+    for flow in pairs:
+        if not flow.enabled and flow.emits_heartbeats:
+            print(f"  pair {flow.name}: heartbeats only (emit.heartbeats.enabled), nothing replicated")
     return 0
+
+
+def _print_flow(flow: FlowConfig) -> None:
+    """A flow as MM2 would run it: filters, names, internal topics, intervals (off when disabled)."""
+    s = flow.settings
+
+    def every(enabled: bool, seconds: int) -> str:
+        return f"every {seconds}s" if enabled else "off"
+
+    policy = s.replication_policy_class.rsplit(".", 1)[-1]
+    print(f"  flow {flow.name}: topics {', '.join(s.topics)} (excluding {', '.join(s.topics_exclude)})")
+    print(
+        f"    remote names: {policy}, separator {s.replication_policy_separator!r} "
+        f"(e.g. {flow.policy().format_remote_topic(flow.source, 'orders')})"
+    )
+    print(f"    groups {', '.join(s.groups)} (excluding {', '.join(s.groups_exclude)})")
+    print(
+        f"    offset syncs: {flow.offset_syncs_topic()} on {flow.offset_syncs_cluster()}, "
+        f"offset.lag.max={s.offset_lag_max}; checkpoints: {flow.policy().checkpoints_topic(flow.source)} on "
+        f"{flow.target}; replication.factor={s.replication_factor}"
+    )
+    print(
+        f"    heartbeats {every(flow.emits_heartbeats, s.emit_heartbeats_interval_seconds)}, checkpoints "
+        f"{every(s.emit_checkpoints_enabled, s.emit_checkpoints_interval_seconds)}, group offset sync "
+        f"{every(s.sync_group_offsets_enabled, s.sync_group_offsets_interval_seconds)}, topic refresh "
+        f"{every(s.refresh_topics_enabled, s.refresh_topics_interval_seconds)}, config sync "
+        f"{every(s.sync_topic_configs_enabled, s.sync_topic_configs_interval_seconds)}, ACL sync "
+        f"{every(s.sync_topic_acls_enabled, s.sync_topic_acls_interval_seconds)}"
+    )
+    print(f"    exactly-once: {'yes' if flow.exactly_once else 'no'}; data path: {s.producer_backend}")
 
 
 def cmd_local(args: argparse.Namespace) -> int:
     from shared.local import broker
 
-    mirror_config = _load(args.config)
+    mirror_config = load(args.config)
     state_dir = Path(args.state_dir) if args.state_dir else broker.default_state_dir()
     if args.action == "up":
         for b, started in broker.up(mirror_config, state_dir):
@@ -71,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _local_powertools_defaults(args.verbose)
     from shared.local import emulator
 
-    mirror_config = _load(args.config)
+    mirror_config = load(args.config)
     stop = threading.Event()
     # SIGTERM (systemd, Kubernetes, kill) stops like Ctrl-C: batches finish, consumers commit and leave their groups
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -157,6 +178,9 @@ def parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check an mm2.properties file and print the flows it defines")
     v.add_argument("config")
+    v.add_argument(
+        "--strict", action="store_true", help="refuse keys that are accepted and not used (each is a warning otherwise)"
+    )
     v.set_defaults(func=cmd_validate)
 
     loc = sub.add_parser("local", help="start or stop local Kafka brokers for the loopback clusters of CONFIG")
@@ -182,7 +206,7 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="two local clusters, a bidirectional flow, and what landed where")
-    d.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "examples" / "demo.properties"))
+    d.add_argument("--config", default=str(Path(__file__).resolve().parents[2] / "examples" / "demo.properties"))
     d.add_argument("--duration", type=float, default=15.0)
     d.add_argument("--keep", action="store_true", help="leave the clusters running afterwards")
     d.add_argument("--verbose", action="store_true")

@@ -20,6 +20,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from functions.checkpoints.checkpoints import CheckpointTask
+from shared.cli.config_file import load
 from shared.kafka.clients import ClusterError, KafkaClients
 from shared.kafka.groups import (
     GroupInfo,
@@ -32,7 +33,6 @@ from shared.kafka.groups import (
     read_topic,
 )
 from shared.kafka.mirror_client import CheckpointRecord, MirrorClient
-from shared.mm2 import config
 from shared.mm2.config import FlowConfig, MirrorConfig
 from shared.mm2.formats import Checkpoint, Heartbeat
 from shared.mm2.gaps import GapEvent, GapSummary, gaps_topic
@@ -84,13 +84,6 @@ def _regex(value: str) -> re.Pattern[str]:
         raise argparse.ArgumentTypeError(f"--group {value!r} is not a valid regular expression ({exc})") from None
 
 
-def _load(path: str) -> MirrorConfig:
-    mirror_config = config.load(path)
-    for warning in mirror_config.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return mirror_config
-
-
 def _age(now_ms: int, timestamp_ms: int | None) -> float | None:
     return None if timestamp_ms is None else round(max(0, now_ms - timestamp_ms) / 1000, 1)
 
@@ -115,7 +108,7 @@ def translations(
 
 
 def cmd_translate_offsets(args: argparse.Namespace) -> int:
-    mirror_config = _load(args.config)
+    mirror_config = load(args.config)
     clients = KafkaClients(mirror_config, client_id="smm-cli")
     try:
         found = translations(mirror_config, clients, args.source, args.target, args.group)
@@ -401,7 +394,7 @@ def apply_failover(clients: KafkaClients, plan: FailoverPlan) -> list[str]:
 
 
 def cmd_failover(args: argparse.Namespace) -> int:
-    mirror_config = _load(args.config)
+    mirror_config = load(args.config)
     clients = KafkaClients(mirror_config, client_id="smm-cli")
     try:
         plan = plan_failover(mirror_config, clients, args.source, args.target, args.group, args.exact)
@@ -522,7 +515,7 @@ def _newest_heartbeat(clients: KafkaClients, alias: str, topic: str, pair: tuple
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    mirror_config = _load(args.config)
+    mirror_config = load(args.config)
     clients = KafkaClients(mirror_config, client_id="smm-cli")
     statuses: list[dict[str, Any]] = []
     try:
@@ -626,7 +619,7 @@ def _mermaid_text(text: str) -> str:
 
 
 def cmd_topology(args: argparse.Namespace) -> int:
-    mirror_config = _load(args.config)
+    mirror_config = load(args.config)
     clients = KafkaClients(mirror_config, client_id="smm-cli")
     try:
         print(topology(mirror_config, clients))

@@ -26,7 +26,9 @@ from kafka.errors import (
     TopicAlreadyExistsError,
 )
 
+from shared.kafka import settings as client_settings
 from shared.kafka.producers import (
+    PRODUCER_DEFAULTS,
     TRANSACTION_FLUSH_TIMEOUT_SECONDS,
     ConfluentProducer,
     ConfluentTransactionalProducer,
@@ -35,7 +37,6 @@ from shared.kafka.producers import (
     NullableKeySerializer,
     RecordProducer,
     TransactionalProducer,
-    librdkafka_config,
 )
 from shared.mm2.config import MirrorConfig
 
@@ -87,7 +88,7 @@ class KafkaClients:
         self._lock = threading.Lock()
 
     def _settings(self, alias: str, role: str) -> dict[str, Any]:
-        settings = self.config.cluster(alias).kafka_python_settings(role)
+        settings = client_settings.kafka_python(self.config.cluster(alias), role)
         settings.setdefault("client_id", f"{self._client_id}-{alias}-{role}")
         settings.setdefault("bootstrap_timeout_ms", 15000)
         return settings
@@ -127,8 +128,7 @@ class KafkaClients:
         return KafkaPythonTransactionalProducer(_connect(alias, KafkaProducer, settings))
 
     def _librdkafka_producer_config(self, alias: str) -> dict[str, Any]:
-        cluster = self.config.cluster(alias)
-        config = librdkafka_config(list(cluster.bootstrap_servers), cluster.client, cluster.roles.get("producer", {}))
+        config = client_settings.librdkafka(self.config.cluster(alias), "producer", PRODUCER_DEFAULTS)
         config.setdefault("client.id", f"{self._client_id}-{alias}-producer")
         return config
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import IllegalGenerationError, KafkaError, RebalanceInProgressError, UnknownMemberIdError
 
+from shared.kafka import settings as client_settings
 from shared.kafka.clients import _PRODUCER_DEFAULTS, ClusterError, KafkaClients, _connect
 
 # A group in one of these states has no member that could commit over what we write.
@@ -116,7 +117,7 @@ def new_producer(clients: KafkaClients, alias: str, **overrides: Any) -> KafkaPr
         **_PRODUCER_DEFAULTS,
         "client_id": f"smm-{alias}-producer",
         "bootstrap_timeout_ms": 15000,
-        **clients.config.cluster(alias).kafka_python_settings("producer"),
+        **client_settings.kafka_python(clients.config.cluster(alias), "producer"),
         **overrides,
     }
     producer: KafkaProducer = _connect(alias, KafkaProducer, settings)

@@ -14,8 +14,6 @@ from typing import Any, Protocol, cast
 
 from kafka.serializer import Serializer
 
-from shared.mm2 import client_settings
-
 BACKENDS = ("kafka-python", "confluent-kafka")
 
 Header = tuple[str, bytes]
@@ -294,24 +292,6 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         self._producer.flush(0)
 
 
-# librdkafka takes Java client names for most settings; these differ or need a value changed.
-_LIBRDKAFKA_RENAMES = {
-    "ssl.truststore.location": "ssl.ca.location",
-    "ssl.keystore.location": "ssl.certificate.location",
-    "max.request.size": "message.max.bytes",
-    "fetch.max.wait.ms": "fetch.wait.max.ms",
-}
-# Set below from other keys (a PEM keystore's key password, the JAAS credentials) or meaningless to librdkafka.
-_LIBRDKAFKA_DROPPED = {
-    "ssl.truststore.type",
-    "ssl.keystore.type",
-    "ssl.truststore.password",
-    "ssl.keystore.password",
-    "ssl.key.password",
-    "sasl.jaas.config",
-    "buffer.memory",
-    "max.poll.records",  # a consumer's batch is the caller's business in librdkafka
-}
 PRODUCER_DEFAULTS: Mapping[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
@@ -320,39 +300,3 @@ PRODUCER_DEFAULTS: Mapping[str, Any] = {
     "message.max.bytes": 8 * 1024 * 1024,
     "queue.buffering.max.messages": 200_000,
 }
-
-
-def librdkafka_config(
-    bootstrap: list[str],
-    common: Mapping[str, str],
-    role: Mapping[str, str],
-    defaults: Mapping[str, Any] = PRODUCER_DEFAULTS,
-) -> dict[str, Any]:
-    """A librdkafka configuration from the cluster's (validated) Java-named settings and a role's defaults."""
-    settings = {**common, **role}
-    if settings.get("sasl.mechanism") == "AWS_MSK_IAM":
-        raise ValueError(
-            "smm.producer.backend=confluent-kafka does not support sasl.mechanism=AWS_MSK_IAM; "
-            "use smm.producer.backend=kafka-python for MSK IAM clusters"
-        )
-    config: dict[str, Any] = {"bootstrap.servers": ",".join(bootstrap), **defaults}
-    for key, value in settings.items():
-        if key not in _LIBRDKAFKA_DROPPED:
-            config[_LIBRDKAFKA_RENAMES.get(key, key)] = value
-    if "ssl.keystore.location" in settings:  # a PEM keystore holds the key and the certificate chain
-        config["ssl.key.location"] = settings["ssl.keystore.location"]
-        # kafka-python takes either password for the key (ssl_password); librdkafka's ssl.keystore.password is
-        # for PKCS#12 files only.
-        key_password = settings.get("ssl.key.password") or settings.get("ssl.keystore.password")
-        if key_password:
-            config["ssl.key.password"] = key_password
-    if "buffer.memory" in settings:  # bytes in Java, KiB in librdkafka
-        config["queue.buffering.max.kbytes"] = max(1, int(settings["buffer.memory"]) // 1024)
-    jaas = settings.get("sasl.jaas.config")
-    if jaas is not None:
-        options = client_settings.parse_jaas(jaas)
-        config["sasl.username"] = options["username"]
-        config["sasl.password"] = options["password"]
-    if settings.get("ssl.endpoint.identification.algorithm", "https") == "":
-        config["ssl.endpoint.identification.algorithm"] = "none"
-    return config

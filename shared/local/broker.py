@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shared.kafka import settings as client_settings
 from shared.local import certs
 from shared.mm2.client_settings import parse_jaas
 
@@ -124,7 +125,7 @@ class ListenerSecurity:
     truststore: Path | None = None  # the CA certificate is written here if missing
     keystore: Path | None = None  # set: mutual TLS; a client key and certificate are written here if missing
     key_password: str | None = field(default=None, repr=False)
-    client: Mapping[str, Any] = field(default_factory=dict, repr=False)  # kafka-python settings (probe)
+    cluster: ClusterConfig | None = field(default=None, repr=False)  # whose client settings the probe uses
 
     @property
     def tls(self) -> bool:
@@ -140,8 +141,7 @@ class ListenerSecurity:
         settings = cluster.client
         alias = cluster.alias
         protocol = settings.get("security.protocol", "PLAINTEXT").strip()
-        client = {k: v for k, v in cluster.kafka_python_settings("admin").items() if k != "bootstrap_servers"}
-        found: dict[str, Any] = {"alias": alias, "protocol": protocol, "client": client}
+        found: dict[str, Any] = {"alias": alias, "protocol": protocol, "cluster": cluster}
         if protocol.startswith("SASL_"):
             mechanism = settings.get("sasl.mechanism", "GSSAPI").strip()
             if mechanism not in SCRAM_MECHANISMS:
@@ -584,8 +584,10 @@ class LocalBroker:
 
     def _probe_settings(self) -> dict[str, Any]:
         """The cluster's own client settings (security included), with short timeouts."""
+        cluster = self.security.cluster
+        client = {} if cluster is None else client_settings.kafka_python(cluster, "admin")
         return {
-            **self.security.client,
+            **client,
             "bootstrap_servers": [self.bootstrap],
             "client_id": "smm-local-probe",
             "bootstrap_timeout_ms": 3000,

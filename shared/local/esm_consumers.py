@@ -14,8 +14,8 @@ from typing import Any, Protocol
 from kafka import OffsetAndMetadata, TopicPartition
 
 from shared.aws.esm_event import SourceRecord
+from shared.kafka import settings as client_settings
 from shared.kafka.clients import KafkaClients
-from shared.kafka.producers import librdkafka_config
 from shared.mm2.config import FlowConfig
 
 CONSUMER_DEFAULTS = {"enable.auto.commit": False, "enable.partition.eof": False}
@@ -119,9 +119,7 @@ class ConfluentEsmConsumer:
             "client.id": f"smm-esm-{flow.name}-{topic}",
             **_isolation(flow, "isolation.level"),
         }
-        config = librdkafka_config(
-            list(cluster.bootstrap_servers), cluster.client, cluster.roles.get("consumer", {}), defaults
-        )
+        config = client_settings.librdkafka(cluster, "consumer", defaults)
         self._consumer = Consumer(config)
         self._consumer.subscribe([topic])
 

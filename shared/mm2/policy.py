@@ -63,13 +63,17 @@ class ReplicationPolicy(ABC):
         return topic.startswith(f"mm2-offset-syncs{sep}") and topic.endswith(f"{sep}internal")
 
     def is_mm2_internal_topic(self, topic: str) -> bool:
-        return self.is_offset_syncs_topic(topic) or self.is_checkpoints_topic(topic)
+        """MM2's own topics: named ``mm2...<sep>internal``, or checkpoints (``isMM2InternalTopic``)."""
+        return (topic.startswith("mm2") and topic.endswith(f"{self._internal_separator}internal")) or (
+            self.is_checkpoints_topic(topic)
+        )
 
     def is_internal_topic(self, topic: str) -> bool:
-        """Kafka's, Connect's and MM2's own topics: never replicated."""
-        kafka_internal = topic.startswith("__") or topic.startswith(".")
-        connect_internal = topic.endswith("-internal") or topic.endswith(".internal")
-        return self.is_mm2_internal_topic(topic) or kafka_internal or connect_internal
+        """Kafka's hidden topics and MM2's own (``isInternalTopic``): never replicated.
+
+        Other names ending in ``.internal`` (Connect's, say) are kept out by the default ``topics.exclude``.
+        """
+        return self.is_mm2_internal_topic(topic) or topic.startswith("__") or topic.startswith(".")
 
     def source_chain(self, topic: str) -> list[str]:
         """Every alias ``topic`` passed through, nearest first (``B.A.t`` -> ``[B, A]``)."""
@@ -98,12 +102,14 @@ class DefaultReplicationPolicy(ReplicationPolicy):
         return f"{source_alias}{self.separator}{topic}"
 
     def topic_source(self, topic: str) -> str | None:
-        head, sep, rest = topic.partition(self.separator)
-        return head if sep and head and rest else None
+        parts = topic.split(self.separator)
+        while parts and not parts[-1]:  # Java's String.split drops trailing empty strings
+            parts.pop()
+        return parts[0] if len(parts) >= 2 else None
 
     def upstream_topic(self, topic: str) -> str | None:
-        head, sep, rest = topic.partition(self.separator)
-        return rest if sep and head and rest else None
+        source = self.topic_source(topic)
+        return None if source is None else topic[len(source) + len(self.separator) :]
 
 
 class IdentityReplicationPolicy(DefaultReplicationPolicy):
@@ -125,12 +131,10 @@ class IdentityReplicationPolicy(DefaultReplicationPolicy):
         return super().upstream_topic(topic) if self._looks_like_heartbeats(topic) else None
 
     def _looks_like_heartbeats(self, topic: str) -> bool:
-        return topic == HEARTBEATS_TOPIC or topic.endswith(self.separator + HEARTBEATS_TOPIC)
+        return topic.endswith(HEARTBEATS_TOPIC)  # MM2's looksLikeHeartbeat: no separator needed
 
 
 POLICY_CLASSES: dict[str, type[ReplicationPolicy]] = {
     "org.apache.kafka.connect.mirror.DefaultReplicationPolicy": DefaultReplicationPolicy,
     "org.apache.kafka.connect.mirror.IdentityReplicationPolicy": IdentityReplicationPolicy,
-    "DefaultReplicationPolicy": DefaultReplicationPolicy,
-    "IdentityReplicationPolicy": IdentityReplicationPolicy,
 }

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.parameters import base as parameters_base
 from moto import mock_aws
 
 from shared.aws import config_source, secrets
+from shared.mm2.client_settings import parse_jaas
 from shared.mm2.config import ConfigError
 
 PASSWORD = 'p@ss "quoted" \\ back-slashed \u00e9'
@@ -93,19 +94,21 @@ def test_scram_mtls_plain_and_root_ca_become_client_settings(
     )
     mirror_config = config_source.parse_text(CONFIG)
 
-    onprem = mirror_config.cluster("onprem").kafka_python_settings("producer")
-    assert onprem["sasl_mechanism"] == "SCRAM-SHA-512" and onprem["security_protocol"] == "SASL_SSL"
-    assert (onprem["sasl_plain_username"], onprem["sasl_plain_password"]) == ("mirror", PASSWORD)
-    assert Path(onprem["ssl_cafile"]).read_text() == CA + "\n"
+    onprem = mirror_config.cluster("onprem").role_settings("producer")
+    assert onprem["sasl.mechanism"] == "SCRAM-SHA-512" and onprem["security.protocol"] == "SASL_SSL"
+    jaas = parse_jaas(onprem["sasl.jaas.config"])
+    assert (jaas["username"], jaas["password"]) == ("mirror", PASSWORD)
+    assert Path(onprem["ssl.truststore.location"]).read_text() == CA + "\n"
 
-    cloud = mirror_config.cluster("cloud").kafka_python_settings("consumer")
-    assert Path(cloud["ssl_certfile"]).read_text() == f"{KEY}\n{CERT}\n"  # key and chain: load_cert_chain reads both
-    assert cloud["ssl_password"] == KEY_PASSWORD and cloud["security_protocol"] == "SSL"
+    cloud = mirror_config.cluster("cloud").role_settings("consumer")
+    # key and chain in one PEM file, as load_cert_chain reads them
+    assert Path(cloud["ssl.keystore.location"]).read_text() == f"{KEY}\n{CERT}\n"
+    assert cloud["ssl.key.password"] == KEY_PASSWORD and cloud["security.protocol"] == "SSL"
 
-    lab = mirror_config.cluster("lab").kafka_python_settings("admin")
-    assert (lab["sasl_plain_username"], lab["sasl_plain_password"]) == ("lab-user", "lab-pa55w0rd")
+    lab = parse_jaas(mirror_config.cluster("lab").role_settings("admin")["sasl.jaas.config"])
+    assert (lab["username"], lab["password"]) == ("lab-user", "lab-pa55w0rd")
 
-    for path in (Path(onprem["ssl_cafile"]), Path(cloud["ssl_certfile"])):
+    for path in (Path(onprem["ssl.truststore.location"]), Path(cloud["ssl.keystore.location"])):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 

@@ -76,10 +76,19 @@ def test_the_deployed_asset_has_the_code_and_the_dependencies_but_not_boto3() ->
     assert not (asset / "boto3").exists() and not (asset / "botocore").exists()
     assert not (asset / "shared" / "local").exists() and not (asset / "shared" / "cli").exists()  # not deployed
     assert not list(asset.rglob("__pycache__"))
-    # the only native code is crc32c and confluent-kafka (librdkafka), built for the Lambda architecture
+    # the only native code: crc32c, confluent-kafka (librdkafka), cryptography (with cffi) and pycryptodomex
+    # (JKS key stores), built for the Lambda architecture
     native = {p.relative_to(asset).parts[0] for p in asset.rglob("*.so*")}
-    assert native == {"crc32c", "confluent_kafka", "confluent_kafka.libs"}, native
-    assert all("aarch64" in p.name for p in asset.rglob("*.so") if p.parent.name != "confluent_kafka.libs")
+    assert native == {
+        "crc32c",
+        "confluent_kafka",
+        "confluent_kafka.libs",
+        "cryptography",
+        "_cffi_backend.cpython-314-aarch64-linux-gnu.so",
+        "Cryptodome",
+    }, native
+    elf_aarch64 = 0xB7  # e_machine of the ELF header (abi3 libraries do not say the architecture in their names)
+    assert all(int.from_bytes(p.read_bytes()[18:20], "little") == elf_aarch64 for p in asset.rglob("*.so*"))
     marker = json.loads((asset / ".smm-asset.json").read_text())
     assert marker["requirements"] == list(assets.pinned_requirements())
     assert assets.build(spec) == asset  # cached: same inputs, same directory

@@ -37,7 +37,7 @@ from tests.kafka.support import SINGLE_BROKER, run_flows
 # Delivery modes the suite runs in, with the flow settings each needs; in exactly-once mode the tally also
 # requires duplicated == 0 (``FaultResult.check``).
 EXACTLY_ONCE = "exactly-once"
-MODES: dict[str, dict[str, str]] = {"at-least-once": {}, EXACTLY_ONCE: {"exactly.once.source.support": "enabled"}}
+MODES: dict[str, dict[str, str]] = {"at-least-once": {}, EXACTLY_ONCE: {"B.exactly.once.source.support": "enabled"}}
 POLL_SECONDS = 0.25
 SMM = Path(sys.executable).with_name("smm")
 

@@ -240,12 +240,12 @@ def test_oversized_record_is_dead_lettered_counted_and_committed_past(
 @pytest.mark.parametrize(
     ("line", "error"),
     [
-        ("A->X.enabled = true", "A->X.enabled: unknown cluster alias 'X' (clusters: A, B)"),
+        ("A.security.protocol = TLS", "A.security.protocol = 'TLS': must be one of PLAINTEXT, SSL"),
         ("A->B.topics = {prefix}.(", "A->B.topics = '{prefix}.(': pattern '{prefix}.(' is not a valid regular"),
         ("replication.policy.class = com.example.Nope", "replication.policy.class = 'com.example.Nope': allowed:"),
-        ("A->B.offset.lag.max = ten", "A->B.offset.lag.max = 'ten': allowed: a whole number >= 1"),
+        ("A->B.offset.lag.max = ten", "A->B.offset.lag.max = 'ten': allowed: a whole number >= 0"),
     ],
-    ids=["unknown-alias", "bad-regex", "unknown-policy", "bad-number"],
+    ids=["bad-security-protocol", "bad-regex", "unknown-policy", "bad-number"],
 )
 def test_smm_run_rejects_invalid_config_before_anything_starts(
     source: Source,

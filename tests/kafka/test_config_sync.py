@@ -277,7 +277,7 @@ def test_internal_topic_names_follow_the_separator_and_location(private_cluster:
     )
     run_task(cfg, "P", "Q")
     with admin_for(private_cluster) as admin:
-        names = ["mm2-config-sync.P.internal", "mm2-offset-syncs_Q_internal", "P_checkpoints_internal", "heartbeats"]
+        names = ["mm2-config-sync.P.internal", "mm2-offset-syncs_P_internal", "P_checkpoints_internal", "heartbeats"]
         for name in names:
             assert_internal(admin, name, "Q")
 

@@ -217,7 +217,7 @@ def test_identity_names_both_ways_do_not_loop(kafka_clusters: dict[str, str], un
         _create(kafka_clusters[alias], topic, partitions=1)
     _produce(kafka_clusters["A"], topic, 30, partitions=1)
     _produce(kafka_clusters["B"], topic, 20, partitions=1)
-    identity = {"replication.policy.class": "IdentityReplicationPolicy"}
+    identity = {"replication.policy.class": "org.apache.kafka.connect.mirror.IdentityReplicationPolicy"}
     cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*", "B->A": f"{unique_prefix}.*"}, **identity)
 
     totals = run_flows(
@@ -277,5 +277,6 @@ def test_offset_syncs_on_target_when_configured(kafka_clusters: dict[str, str], 
 
     run_flows(cfg, lambda: _landed(kafka_clusters, "C", f"A.{topic}", 10))
 
-    syncs = [s for s in _offset_syncs(cfg, "C", "mm2-offset-syncs.C.internal") if s.topic == topic]
+    # MM2's MirrorSourceConfig.offsetSyncsTopic: on the target the topic is named after the source
+    syncs = [s for s in _offset_syncs(cfg, "C", "mm2-offset-syncs.A.internal") if s.topic == topic]
     assert syncs and syncs[-1].upstream_offset == 9

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -164,6 +165,29 @@ def _written_forms(secret: str) -> set[str]:
     return {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1]}
 
 
+def _mirror_both_ways(cfg: MirrorConfig, clients: KafkaClients, prefix: str) -> tuple[list[bytes], list[bytes]]:
+    """RECORDS records into A and into M, flows A->S and M->B until both landed; what S and B then hold."""
+    into_sasl, out_of_mtls = f"{prefix}.a", f"{prefix}.m"
+    for alias, topic in (("A", into_sasl), ("M", out_of_mtls)):
+        clients.ensure_topic(alias, topic, 2, 1)
+        producer = clients.producer(alias)
+        for i in range(RECORDS):
+            producer.send(topic, key=b"k%d" % i, value=f"{alias}-{i}".encode(), partition=i % 2)
+        producer.flush()
+    run_flows(
+        cfg,
+        until=lambda: (
+            _count(clients, "S", f"A.{into_sasl}") >= RECORDS and _count(clients, "B", f"M.{out_of_mtls}") >= RECORDS
+        ),
+        timeout=90,
+    )
+    return _records_on(clients, "S", f"A.{into_sasl}"), _records_on(clients, "B", f"M.{out_of_mtls}")
+
+
+def _flows(prefix: str) -> dict[str, str]:
+    return {"A->S": re.escape(f"{prefix}.a"), "M->B": re.escape(f"{prefix}.m")}
+
+
 @pytest.mark.parametrize("backend", ["kafka-python", "confluent-kafka"])
 def test_mirrors_through_sasl_ssl_and_mtls_and_logs_no_secret(
     secured: Secured,
@@ -177,32 +201,15 @@ def test_mirrors_through_sasl_ssl_and_mtls_and_logs_no_secret(
 
     ``capfd`` rather than ``capsys``: it also sees what librdkafka writes to the process's stderr.
     """
-    into_sasl, out_of_mtls = f"{unique_prefix}.a", f"{unique_prefix}.m"
     cfg = secured.config(
         {"A": kafka_clusters["A"], "B": kafka_clusters["B"]},
-        {"A->S": re.escape(into_sasl), "M->B": re.escape(out_of_mtls)},
+        _flows(unique_prefix),
         **{"smm.producer.backend": backend, "emit.heartbeats.enabled": "false"},
     )
     clients = KafkaClients(cfg, client_id="test-secured")
     try:
-        for alias, topic in (("A", into_sasl), ("M", out_of_mtls)):
-            clients.ensure_topic(alias, topic, 2, 1)
-            producer = clients.producer(alias)
-            for i in range(RECORDS):
-                producer.send(topic, key=b"k%d" % i, value=f"{alias}-{i}".encode(), partition=i % 2)
-            producer.flush()
-
         with _every_log_line(caplog):
-            run_flows(
-                cfg,
-                until=lambda: (
-                    _count(clients, "S", f"A.{into_sasl}") >= RECORDS
-                    and _count(clients, "B", f"M.{out_of_mtls}") >= RECORDS
-                ),
-                timeout=60,
-            )
-            on_s = _records_on(clients, "S", f"A.{into_sasl}")
-            on_b = _records_on(clients, "B", f"M.{out_of_mtls}")
+            on_s, on_b = _mirror_both_ways(cfg, clients, unique_prefix)
     finally:
         clients.close()
 
@@ -254,3 +261,81 @@ def test_wrong_credentials_fail_fast_naming_cluster_and_mechanism(secured: Secur
     assert "M.ssl.keystore.location" in mtls_error
     assert sasl_seconds < 30 and mtls_seconds < 30, (sasl_seconds, mtls_seconds)
     assert "not-the-password" not in sasl_error
+
+
+def _java_stores(secured: Secured, directory: Path) -> dict[str, str]:
+    """The run's CA and client key as the stores a Java user has: a JKS and a PKCS12 trust store (``keytool``)
+    and a PKCS12 key store; the mm2.properties entries that point to them instead of the PEM files."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509 import load_pem_x509_certificates
+
+    directory.mkdir(exist_ok=True)
+    store_password = "st0re-pa55-8d2f"
+    pem = (secured.files / "mirror-client.pem").read_bytes()
+    key = serialization.load_pem_private_key(pem, password=KEY_PASSWORD.encode())
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    chain = load_pem_x509_certificates(pem)
+    (directory / "client.p12").write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"client",
+            key,
+            chain[0],
+            chain[1:],
+            serialization.BestAvailableEncryption(store_password.encode()),
+        )
+    )
+    for kind, name in (("JKS", "trust.jks"), ("PKCS12", "trust.p12")):
+        subprocess.run(
+            [
+                "keytool",
+                "-importcert",
+                "-noprompt",
+                "-alias",
+                "ca",
+                "-file",
+                str(secured.files / "ca.pem"),
+                "-keystore",
+                str(directory / name),
+                "-storetype",
+                kind,
+                "-storepass",
+                store_password,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    return {
+        "S.ssl.truststore.location": str(directory / "trust.p12"),
+        "S.ssl.truststore.type": "PKCS12",
+        "S.ssl.truststore.password": store_password,
+        "M.ssl.truststore.location": str(directory / "trust.jks"),
+        "M.ssl.truststore.type": "JKS",
+        "M.ssl.truststore.password": store_password,
+        "M.ssl.keystore.location": str(directory / "client.p12"),
+        "M.ssl.keystore.type": "PKCS12",
+        "M.ssl.keystore.password": store_password,
+    }
+
+
+@pytest.mark.parametrize("backend", ["kafka-python", "confluent-kafka"])
+def test_java_trust_and_key_stores_reach_both_secured_clusters(
+    secured: Secured, kafka_clusters: dict[str, str], unique_prefix: str, backend: str, tmp_path: Path
+) -> None:
+    """JKS and PKCS12 stores, as MM2 users name them, on the SASL_SSL and the mTLS cluster, with each backend."""
+    stores = _java_stores(secured, tmp_path / "stores")
+    settings = {k: v for k, v in secured.settings.items() if k != "M.ssl.key.password"}  # the PEM key's
+    cfg = make_config(
+        {"A": kafka_clusters["A"], "B": kafka_clusters["B"], **secured.bootstrap},
+        _flows(unique_prefix),
+        **{**settings, "smm.producer.backend": backend, "emit.heartbeats.enabled": "false", **stores},
+    )
+    clients = KafkaClients(cfg, client_id="test-java-stores")
+    try:
+        on_s, on_b = _mirror_both_ways(cfg, clients, unique_prefix)
+    finally:
+        clients.close()
+    assert sorted(on_s) == sorted(f"A-{i}".encode() for i in range(RECORDS))
+    assert sorted(on_b) == sorted(f"M-{i}".encode() for i in range(RECORDS))

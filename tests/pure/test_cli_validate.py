@@ -31,13 +31,13 @@ def test_prints_the_flows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert code == 0
     assert "flow onprem->cloud: topics orders, payments.*" in out
     assert "onprem.orders" in out
-    assert "cloud->onprem" not in out
+    assert "flow cloud->onprem" not in out
+    assert "pair cloud->onprem: heartbeats only" in out  # MM2 starts every pair while heartbeats are on
 
 
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        ("mars->cloud.enabled = true\n", "mars->cloud.enabled: unknown cluster alias 'mars'"),
         ("onprem->cloud.topics = orders(\n", "onprem->cloud.topics = 'orders(': pattern 'orders(' is not a valid"),
         ("replication.policy.class = com.example.Mine\n", "replication.policy.class = 'com.example.Mine': allowed:"),
         ("emit.checkpoints.interval.seconds = soon\n", "emit.checkpoints.interval.seconds = 'soon': allowed: a whole"),
@@ -49,6 +49,18 @@ def test_rejects_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str], 
     code, _, err = _run(tmp_path, GOOD + extra, capsys)
     assert code == 1
     assert expected in err
+
+
+def test_unused_keys_are_warnings_and_strict_refuses_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = GOOD + "mars->cloud.enabled = true\ntasks.max = 4\n"
+    code, out, err = _run(tmp_path, text, capsys)
+    assert code == 0 and "2 key(s) accepted and unused" in out
+    assert "warning: mars->cloud.enabled: 'mars->cloud' is not a flow between the clusters" in err
+    assert "warning: tasks.max: a MirrorMaker 2 setting not used here" in err
+    path = tmp_path / "mm2.properties"
+    assert main(["validate", "--strict", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "mars->cloud.enabled" in err and "tasks.max" in err and "--strict refuses" in err
 
 
 def test_missing_bootstrap_servers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.kafka import settings as client_settings
 from shared.mm2.config import (
     ConfigError,
     FlowConfig,
@@ -39,9 +40,14 @@ def with_keys(entries: dict[str, str], drop: tuple[str, ...] = ()) -> dict[str, 
 
 
 def problems_of(entries: dict[str, str], drop: tuple[str, ...] = ()) -> list[str]:
+    """The problems of a file with flow A->B enabled (a flow that does not run cannot fail a file)."""
     with pytest.raises(ConfigError) as info:
-        parse(with_keys(entries, drop))
+        parse(with_keys({"A->B.enabled": "true", **entries}, drop))
     return info.value.problems
+
+
+def warnings_of(entries: dict[str, str]) -> list[str]:
+    return [str(w) for w in parse(with_keys({"A->B.enabled": "true", **entries})).warnings]
 
 
 # --- parse_properties: Java .properties syntax ------------------------------------------------------------
@@ -181,7 +187,7 @@ config.storage.replication.factor=1
     assert flow.settings.topics == (".*",)
     assert len(config.warnings) == 3
     for key in ("offset.storage", "status.storage", "config.storage"):
-        assert any(key in w for w in config.warnings)
+        assert any(w.key.startswith(key) and w.strict for w in config.warnings)
 
 
 # --- parse(): defaults, flows, overrides ------------------------------------------------------------------
@@ -195,6 +201,8 @@ MM2_DEFAULTS = {
         r"follower\.replication\.throttled\.replicas",
         r"leader\.replication\.throttled\.replicas",
         r"message\.timestamp\.difference\.max\.ms",
+        r"log\.message\.timestamp\.before\.max\.ms",
+        r"log\.message\.timestamp\.after\.max\.ms",
         r"message\.timestamp\.type",
         r"unclean\.leader\.election\.enable",
         r"min\.insync\.replicas",
@@ -256,11 +264,35 @@ def test_three_clusters_give_six_flows() -> None:
     assert [f.name for f in config.enabled_flows()] == ["C->A"]
 
 
-@pytest.mark.parametrize(("raw", "enabled"), [("true", True), ("TRUE", True), (" True ", True), ("false", False)])
-def test_enabled_flag(raw: str, enabled: bool) -> None:
-    config = parse(with_keys({"A->B.enabled": raw}))
+@pytest.mark.parametrize(
+    ("raw", "heartbeats", "enabled"),
+    [
+        ("true", "true", True),
+        ("TRUE", "true", True),
+        ("false", "true", False),
+        # MM2 picks cluster pairs with Boolean.parseBoolean (untrimmed), its connector trims: with heartbeats on
+        # the pair exists anyway and the flow runs; with heartbeats off the pair is never started.
+        ("true ", "true", True),
+        ("true ", "false", False),
+        ("True", "false", True),
+        ("yes", "true", False),
+    ],
+)
+def test_enabled_flag_as_mm2_reads_it(raw: str, heartbeats: str, enabled: bool) -> None:
+    config = parse(with_keys({"A->B.enabled": raw, "emit.heartbeats.enabled": heartbeats}))
     assert config.flow("A", "B").enabled is enabled
     assert config.flow("B", "A").enabled is False
+
+
+def test_a_flow_mm2_would_not_start_is_explained() -> None:
+    notices = warnings_of({"A->B.enabled": "true   # on", "B->A.enabled": "true ", "emit.heartbeats.enabled": "false"})
+    assert any("A->B.enabled" in n and "no inline comments" in n and "does not" in n for n in notices)
+    assert any("B->A.enabled" in n and "Boolean.parseBoolean" in n for n in notices)
+
+
+def test_top_level_enabled_enables_every_flow_as_in_mm2() -> None:
+    config = parse(with_keys({"enabled": "true"}))
+    assert [f.name for f in config.enabled_flows()] == ["A->B", "B->A"]
 
 
 def test_top_level_key_applies_to_every_flow() -> None:
@@ -301,7 +333,47 @@ def test_cluster_config() -> None:
     assert a.bootstrap_servers == ("a1:9092", "a2:9092")
     assert a.client == {"security.protocol": "SSL"}
     assert a.roles["consumer"] == {"max.poll.records": "5"}
+    assert a.role_settings("consumer") == {"security.protocol": "SSL", "max.poll.records": "5"}
     assert config.cluster("B").client == {}
+
+
+def test_connection_settings_come_from_the_cluster_or_the_top_level_role_keys_win() -> None:
+    """MM2's clusterProps: A.<key> over the top-level <key> for bootstrap/security/ssl/sasl; A.<role>.<key> wins."""
+    config = parse(
+        with_keys(
+            {
+                "security.protocol": "SSL",
+                "B.security.protocol": "PLAINTEXT",
+                "A.producer.security.protocol": "SASL_SSL",
+                "ssl.truststore.location": "/etc/top.pem",
+            }
+        )
+    )
+    a, b = config.cluster("A"), config.cluster("B")
+    assert a.role_settings("consumer")["security.protocol"] == "SSL"
+    assert a.role_settings("producer")["security.protocol"] == "SASL_SSL"
+    assert b.role_settings("admin") == {"security.protocol": "PLAINTEXT", "ssl.truststore.location": "/etc/top.pem"}
+
+
+@pytest.mark.parametrize(
+    ("key", "fragment"),
+    [
+        ("A.linger.ms", "A.producer.linger.ms"),  # a cluster-level client key reaches no client in MM2
+        ("producer.linger.ms", "<alias>.producer.linger.ms"),  # nor does a top-level one
+        ("A.topics", "no per-cluster connector settings"),
+        ("A->B.consumer.max.poll.records", "per-flow client settings"),
+        ("A->B.producer.override.linger.ms", "per-flow client settings"),
+        ("use.defaults.from", "A->B.use.defaults.from"),
+        ("exactly.once.source.support", "B.exactly.once.source.support"),
+    ],
+)
+def test_settings_mm2_drops_are_accepted_with_a_warning_saying_where_they_belong(key: str, fragment: str) -> None:
+    config = parse(with_keys({"A->B.enabled": "true", key: "source" if "defaults" in key else "1"}))
+    notices = [w for w in config.warnings if w.key == key]
+    assert len(notices) == 1 and notices[0].strict and fragment in notices[0].message, config.warnings
+    assert config.cluster("A").role_settings("producer") == {}
+    assert not any(f.exactly_once for f in config.flows)
+    assert config.flow("A", "B").settings.use_defaults_from == "target"
 
 
 def test_unknown_flow_and_cluster_lookups_are_config_errors() -> None:
@@ -334,8 +406,6 @@ def test_valid_bootstrap_servers(servers: str) -> None:
 # --- errors: one problem each, naming key, value and what is allowed --------------------------------------
 
 ERROR_CASES = [
-    pytest.param({"C->B.enabled": "true"}, (), ["C->B.enabled", "'C'", "A, B"], id="unknown-alias-in-flow"),
-    pytest.param({"A->C.topics": "x"}, (), ["A->C.topics", "'C'", "A, B"], id="unknown-target-alias"),
     pytest.param({}, ("B.bootstrap.servers",), ["B.bootstrap.servers", "missing", "host:port"], id="no-bootstrap"),
     pytest.param({"A.bootstrap.servers": "localhost"}, (), ["A.bootstrap.servers", "localhost", "host:port"]),
     pytest.param({"A.bootstrap.servers": "h:99999"}, (), ["A.bootstrap.servers", "h:99999", "host:port"]),
@@ -369,37 +439,44 @@ ERROR_CASES = [
     pytest.param({"replication.factor": "0"}, (), ["replication.factor", "'0'", "-1"], id="replication-factor-0"),
     pytest.param({"A->B.checkpoints.topic.replication.factor": "0"}, (), ["checkpoints.topic", "'0'", "-1"]),
     pytest.param({"replication.factor": "-2"}, (), ["replication.factor", "-2", "-1"]),
-    pytest.param({"offset.lag.max": "0"}, (), ["offset.lag.max", "'0'", "1"]),
     pytest.param({"offset-syncs.topic.location": "middle"}, (), ["offset-syncs.topic.location", "middle", "source"]),
-    pytest.param({"A->B.enabled": "yes"}, (), ["A->B.enabled", "yes", "true or false"]),
+    pytest.param({"offset.lag.max": "-1"}, (), ["offset.lag.max", "'-1'", "0"]),
+    pytest.param({"refresh.topics.interval.seconds": "0"}, (), ["refresh.topics.interval.seconds", "'0'", "cannot"]),
+    pytest.param({"topics": "orders, orders"}, (), ["topics", "orders listed twice"]),
+    pytest.param({"topics": "a{1,3}"}, (), ["topics", "a{1", "splits the list at every comma"]),
+    pytest.param({"key.converter": "org.apache.kafka.connect.json.JsonConverter"}, (), ["key.converter", "re-encode"]),
+    pytest.param({"A->B.source.cluster.alias": "X"}, (), ["A->B.source.cluster.alias", "'X'", "rename the cluster"]),
+    pytest.param({"A.alias": "X"}, (), ["A.alias", "after 'X' instead of the cluster alias 'A'"]),
+    pytest.param(
+        {"emit.offset-syncs.enabled": "false"}, (), ["emit.offset-syncs.enabled = false", "checkpoints", "refuses"]
+    ),
+    pytest.param(
+        {
+            "emit.offset-syncs.enabled": "false",
+            "emit.checkpoints.enabled": "false",
+            "offset-syncs.topic.location": "source",
+        },
+        (),
+        ["offset-syncs.topic.location set", "MirrorSourceConnector can't setup offset-syncs"],
+    ),
+    pytest.param({"A.ssl.keystore.type": "BKS"}, (), ["A.ssl.keystore.type", "JKS, PKCS12"]),
+    pytest.param({"A.ssl.enabled.protocols": "TLSv1.1"}, (), ["A.ssl.enabled.protocols", "TLSv1.2, TLSv1.3"]),
+    pytest.param({"A.sasl.oauthbearer.token.endpoint.url": "https://x"}, (), ["A.sasl.oauthbearer", "weaken"]),
+    pytest.param(
+        {"config.providers": "vault", "config.providers.vault.class": "com.example.Vault"},
+        (),
+        ["config.providers.vault.class", "com.example.Vault", "EnvVarConfigProvider"],
+    ),
     pytest.param({"sync.group.offsets.enabled": "1"}, (), ["sync.group.offsets.enabled", "'1'", "true or false"]),
     pytest.param({"smm.batch.size": "10001"}, (), ["smm.batch.size", "10001", "10000"]),
-    pytest.param(
-        {"offset.lag.maximum": "5"}, (), ["offset.lag.maximum", "unknown key", "offset.lag.max"], id="unknown-key"
-    ),
-    pytest.param({"enabled": "true"}, (), ["enabled", "unknown key", "A->B.enabled"], id="enabled-without-flow"),
-    pytest.param({"A->B.bogus": "1"}, (), ["A->B.bogus", "unknown flow setting", "offset.lag.max"]),
-    pytest.param({"A->A.enabled": "true"}, (), ["A->A.enabled", "two different clusters"]),
-    pytest.param({"A->B": "true"}, (), ["A->B", "SOURCE->TARGET.setting"]),
-    pytest.param(
-        {"A.sasl.mechanisms": "PLAIN"},
-        (),
-        ["A.sasl.mechanisms", "'sasl.mechanisms'", "sasl.mechanism,"],
-        id="unknown-client-setting",
-    ),
-    pytest.param({"A.producer.foo.bar": "1"}, (), ["A.producer.foo.bar", "'foo.bar'", "linger.ms"]),
     pytest.param(
         {"A.security.protocol": "TLS"}, (), ["A.security.protocol", "TLS", "SASL_SSL"], id="bad-security-protocol"
     ),
     pytest.param({"A.sasl.mechanism": "GSSAPI"}, (), ["A.sasl.mechanism", "GSSAPI", "SCRAM-SHA-512"]),
     pytest.param({"A.producer.linger.ms": "fast"}, (), ["A.producer.linger.ms", "fast", "whole number"]),
-    pytest.param({"A.producer.acks": "1"}, (), ["A.producer.acks", "'1'", "all"]),
     pytest.param({"A.consumer.isolation.level": "x"}, (), ["A.consumer.isolation.level", "read_committed"]),
     pytest.param(
         {"B.exactly.once.source.support": "on"}, (), ["B.exactly.once.source.support", "'on'", "preparing, enabled"]
-    ),
-    pytest.param(
-        {"exactly.once.source.support": "yes"}, (), ["exactly.once.source.support", "'yes'", "disabled, preparing"]
     ),
     pytest.param(
         {
@@ -411,8 +488,6 @@ ERROR_CASES = [
         ["A.consumer.isolation.level = read_uncommitted", "A->B is exactly-once", "aborted", "read_committed"],
         id="exactly-once-reading-uncommitted",
     ),
-    pytest.param({"clusters": "A, B, A"}, (), ["clusters", "'A'", "twice"]),
-    pytest.param({"clusters": "A, B", "X.Y.bootstrap.servers": "h:1"}, (), ["X.Y.bootstrap.servers", "unknown key"]),
 ]
 
 
@@ -449,22 +524,22 @@ def test_bad_alias(alias: str) -> None:
 def test_all_problems_are_reported_together() -> None:
     problems = problems_of(
         {
-            "C->B.enabled": "true",
+            "A.sasl.mechanism": "GSSAPI",
             "topics": "[",
             "replication.factor": "0",
             "A.security.protocol": "TLS",
-            "bogus.key": "1",
+            "A.consumer.fetch.min.bytes": "many",
             "emit.checkpoints.interval.seconds": "soon",
         },
         drop=("B.bootstrap.servers",),
     )
     assert len(problems) == 7, problems
     for key in (
-        "C->B.enabled",
+        "A.sasl.mechanism",
         "topics",
         "replication.factor",
         "A.security.protocol",
-        "bogus.key",
+        "A.consumer.fetch.min.bytes",
         "emit.checkpoints.interval.seconds",
         "B.bootstrap.servers",
     ):
@@ -473,7 +548,14 @@ def test_all_problems_are_reported_together() -> None:
 
 def test_a_top_level_error_is_reported_once_not_once_per_flow() -> None:
     problems = problems_of({"clusters": "A, B, C", "C.bootstrap.servers": "c:1", "offset.lag.max": "many"})
-    assert problems == ["offset.lag.max = 'many': allowed: a whole number >= 1"]
+    assert problems == ["offset.lag.max = 'many': allowed: a whole number >= 0"]
+
+
+def test_an_invalid_setting_of_a_flow_that_does_not_run_is_a_warning() -> None:
+    config = parse(with_keys({"B->A.offset.lag.max": "many"}))  # MM2 refuses that connector, which changes nothing
+    assert [str(w) for w in config.warnings] == [
+        "B->A.offset.lag.max: 'many': allowed: a whole number >= 0 (in a flow that is not enabled)"
+    ]
 
 
 # --- secrets never appear in errors -----------------------------------------------------------------------
@@ -495,17 +577,21 @@ def test_a_top_level_error_is_reported_once_not_once_per_flow() -> None:
         {"A.sasl.jaas.config": JAAS, "A.security.protocol": "TLS", "topics": "["},
     ],
 )
-def test_jaas_password_never_appears_in_errors(entries: dict[str, str]) -> None:
-    with pytest.raises(ConfigError) as info:
-        parse(with_keys(entries))
-    assert info.value.problems
-    assert SECRET not in str(info.value)
-    assert all(SECRET not in p for p in info.value.problems)
-    assert all(SECRET not in a for a in info.value.args)
+def test_jaas_password_never_appears_in_errors_or_warnings(entries: dict[str, str]) -> None:
+    try:
+        config = parse(with_keys({"A->B.enabled": "true", **entries}))
+    except ConfigError as exc:
+        assert exc.problems
+        assert SECRET not in str(exc)
+        assert all(SECRET not in p for p in exc.problems)
+        assert all(SECRET not in a for a in exc.args)
+    else:
+        assert all(SECRET not in str(w) for w in config.warnings)
 
 
 def test_jaas_error_still_names_the_key_and_what_is_allowed() -> None:
-    problems = problems_of({"A.sasl.jaas.config": f'org.x.PlainLoginModule required password="{SECRET}";'})
+    module = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    problems = problems_of({"A.sasl.jaas.config": f'{module} required password="{SECRET}";'})
     assert len(problems) == 1
     assert problems[0].startswith("A.sasl.jaas.config = <hidden>")
     assert "username" in problems[0]
@@ -513,7 +599,7 @@ def test_jaas_error_still_names_the_key_and_what_is_allowed() -> None:
 
 def test_valid_jaas_password_is_not_in_warnings() -> None:
     config = parse(with_keys({"A.producer.sasl.jaas.config": JAAS}))
-    assert all(SECRET not in w for w in config.warnings)
+    assert all(SECRET not in str(w) for w in config.warnings)
 
 
 # --- load() -----------------------------------------------------------------------------------------------
@@ -533,7 +619,7 @@ def test_load_a_directory_is_a_config_error(tmp_path: Path) -> None:
     assert str(tmp_path) in info.value.problems[0]
 
 
-def test_load_reads_a_utf8_file(tmp_path: Path) -> None:
+def test_load_reads_bytes_as_mm2_does_iso_8859_1(tmp_path: Path) -> None:
     path = tmp_path / "mm2.properties"
     path.write_text(
         "clusters = A, B\nA.bootstrap.servers = a:1\nB.bootstrap.servers = b:1\n"
@@ -542,7 +628,9 @@ def test_load_reads_a_utf8_file(tmp_path: Path) -> None:
     )
     config = load(str(path))
     assert config.flow("A", "B").enabled
-    assert config.flow("A", "B").settings.groups == ("caf\u00e9-.*", "orders-\u00e9")
+    # Properties.load(InputStream): the UTF-8 bytes of é are two ISO-8859-1 characters; \u00e9 is é
+    assert config.flow("A", "B").settings.groups == ("caf\u00c3\u00a9-.*", "orders-\u00e9")
+    assert any("ISO-8859-1" in w.message for w in config.warnings)
 
 
 @pytest.mark.parametrize(
@@ -581,16 +669,47 @@ def test_load_malformed_unicode_escape_is_a_config_error(tmp_path: Path, line: s
     ],
 )
 def test_ignored_connect_keys_warn_not_fail(key: str) -> None:
-    config = parse(with_keys({key: "1"}))
+    value = "org.apache.kafka.connect.converters.ByteArrayConverter" if "converter" in key else "1"
+    config = parse(with_keys({key: value}))
     assert isinstance(config, MirrorConfig)
     assert len(config.warnings) == 1
-    assert config.warnings[0].startswith(key)
-    assert "ignored" in config.warnings[0]
+    assert config.warnings[0].key == key and config.warnings[0].strict
+    assert "ignored" in config.warnings[0].message or "not used" in config.warnings[0].message
 
 
-def test_role_level_common_setting_warns() -> None:
-    config = parse(with_keys({"A.producer.client.id": "p"}))
-    assert config.warnings == ("A.producer.client.id: applies to the producer only",)
+def test_role_level_setting_is_used_without_warning() -> None:
+    config = parse(with_keys({"A.producer.client.id": "p", "A.producer.security.protocol": "SSL"}))
+    assert config.warnings == ()
+    assert config.cluster("A").role_settings("producer") == {"client.id": "p", "security.protocol": "SSL"}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("C->B.enabled", "true", "not a flow between the clusters"),
+        ("A->C.topics", "x", "not a flow between the clusters"),
+        ("A->A.enabled", "true", "two different clusters"),
+        ("offset.lag.maximum", "5", "not a setting MirrorMaker 2 reads"),
+        ("A->B.bogus", "1", "not a setting MirrorMaker 2 reads"),
+        ("A.sasl.mechanisms", "PLAIN", "not a setting MirrorMaker 2 reads for a cluster"),
+        ("A.producer.foo.bar", "1", "library's default is used"),
+        ("A.producer.acks", "1", "acks=all"),
+        ("A.producer.enable.idempotence", "false", "idempotence on"),
+        ("X.Y.bootstrap.servers", "h:1", "not a setting MirrorMaker 2 reads"),
+        ("tasks.max", "4", "one Lambda poller per partition"),
+    ],
+)
+def test_keys_mm2_ignores_or_this_product_does_not_use_are_warnings(key: str, value: str, fragment: str) -> None:
+    config = parse(with_keys({"A->B.enabled": "true", key: value}))
+    notices = [w for w in config.warnings if w.key == key]
+    assert len(notices) == 1 and fragment in notices[0].message and notices[0].strict, config.warnings
+    assert config.strict_problems() == [str(notices[0])]
+
+
+def test_a_duplicate_alias_is_dropped_with_a_warning_as_in_mm2() -> None:
+    config = parse(with_keys({"clusters": "A, B, A"}))
+    assert list(config.clusters) == ["A", "B"]
+    assert [str(w) for w in config.warnings] == ["clusters: alias 'A' is listed twice; MM2 drops the duplicate"]
 
 
 def test_exactly_once_disabled_is_accepted() -> None:
@@ -603,10 +722,10 @@ def test_exactly_once_disabled_is_accepted() -> None:
     ("entries", "exactly_once_into"),
     [
         ({"B.exactly.once.source.support": "enabled"}, {"B"}),
-        ({"exactly.once.source.support": "enabled"}, {"A", "B"}),
-        # the cluster's own key wins over the top-level one, whichever comes first in the file
-        ({"B.exactly.once.source.support": "disabled", "exactly.once.source.support": "enabled"}, {"A"}),
-        ({"exactly.once.source.support": "enabled", "A.exactly.once.source.support": "disabled"}, {"B"}),
+        ({"B.exactly.once.source.support": "ENABLED"}, {"B"}),
+        # MM2 reads only the target cluster's own key: the top-level one changes nothing (and is warned about)
+        ({"exactly.once.source.support": "enabled"}, set()),
+        ({"exactly.once.source.support": "enabled", "A.exactly.once.source.support": "enabled"}, {"A"}),
     ],
 )
 def test_exactly_once_is_per_target_cluster(entries: dict[str, str], exactly_once_into: set[str]) -> None:
@@ -619,7 +738,7 @@ def test_exactly_once_preparing_warns_and_stays_at_least_once() -> None:
     config = parse(with_keys({"B.exactly.once.source.support": "preparing"}))
     assert not config.flow("A", "B").exactly_once
     assert len(config.warnings) == 1
-    assert "B.exactly.once.source.support = preparing" in config.warnings[0]
+    assert config.warnings[0].key == "B.exactly.once.source.support" and "preparing" in config.warnings[0].message
 
 
 def test_exactly_once_names_per_partition_transactional_ids() -> None:
@@ -634,6 +753,12 @@ def test_exactly_once_names_per_partition_transactional_ids() -> None:
 # --- client settings: Java names -> kafka-python ----------------------------------------------------------
 
 
+def kafka_python(config: MirrorConfig, alias: str, role: str) -> dict[str, object]:
+    settings = client_settings.kafka_python(config.cluster(alias), role)
+    settings.pop("ssl_context", None)
+    return settings
+
+
 def client_config() -> MirrorConfig:
     return parse(
         with_keys(
@@ -641,9 +766,8 @@ def client_config() -> MirrorConfig:
                 "A.security.protocol": "SASL_SSL",
                 "A.sasl.mechanism": "SCRAM-SHA-512",
                 "A.sasl.jaas.config": JAAS,
-                "A.ssl.truststore.location": "/etc/ca.pem",
                 "A.ssl.endpoint.identification.algorithm": "",
-                "A.request.timeout.ms": "30000",
+                "A.producer.request.timeout.ms": "30000",
                 "A.producer.linger.ms": "5",
                 "A.producer.compression.type": "none",
                 "A.producer.acks": "all",
@@ -658,15 +782,16 @@ def client_config() -> MirrorConfig:
 
 
 def test_kafka_python_settings_producer() -> None:
-    settings = client_config().cluster("A").kafka_python_settings("producer")
+    config = client_config()
+    context = client_settings.kafka_python(config.cluster("A"), "producer")["ssl_context"]
+    assert context.check_hostname is False
+    settings = kafka_python(config, "A", "producer")
     assert settings == {
         "bootstrap_servers": ["a1:9092", "a2:9092"],
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "alice",
         "sasl_plain_password": SECRET,
-        "ssl_cafile": "/etc/ca.pem",
-        "ssl_check_hostname": False,
         "request_timeout_ms": 30000,
         "linger_ms": 5,
         "compression_type": None,
@@ -675,14 +800,14 @@ def test_kafka_python_settings_producer() -> None:
 
 
 def test_kafka_python_settings_consumer_and_admin() -> None:
-    a = client_config().cluster("A")
-    consumer = a.kafka_python_settings("consumer")
+    config = client_config()
+    consumer = kafka_python(config, "A", "consumer")
     assert consumer["max_poll_records"] == 10
     assert consumer["isolation_level"] == "read_committed"
     assert consumer["auto_offset_reset"] == "earliest"
     assert consumer["security_protocol"] == "SASL_SSL"
     assert "linger_ms" not in consumer
-    admin = a.kafka_python_settings("admin")
+    admin = kafka_python(config, "A", "admin")
     assert "max_poll_records" not in admin
     assert "linger_ms" not in admin
     assert admin["sasl_plain_password"] == SECRET
@@ -690,7 +815,7 @@ def test_kafka_python_settings_consumer_and_admin() -> None:
 
 
 def test_kafka_python_settings_of_a_plain_cluster() -> None:
-    assert parse(base()).cluster("B").kafka_python_settings("producer") == {"bootstrap_servers": ["b1:9092"]}
+    assert kafka_python(parse(base()), "B", "producer") == {"bootstrap_servers": ["b1:9092"]}
 
 
 @pytest.mark.parametrize(
@@ -698,13 +823,13 @@ def test_kafka_python_settings_of_a_plain_cluster() -> None:
 )
 def test_compression_type(java: str, python: str | None) -> None:
     config = parse(with_keys({"A.producer.compression.type": java}))
-    assert config.cluster("A").kafka_python_settings("producer")["compression_type"] == python
+    assert kafka_python(config, "A", "producer")["compression_type"] == python
 
 
 @pytest.mark.parametrize(("java", "python"), [("https", True), ("HTTPS", True), ("", False)])
 def test_endpoint_identification(java: str, python: bool) -> None:
-    config = parse(with_keys({"A.ssl.endpoint.identification.algorithm": java}))
-    assert config.cluster("A").kafka_python_settings("consumer")["ssl_check_hostname"] is python
+    config = parse(with_keys({"A.ssl.endpoint.identification.algorithm": java, "A.security.protocol": "SSL"}))
+    assert client_settings.kafka_python(config.cluster("A"), "consumer")["ssl_context"].check_hostname is python
 
 
 @pytest.mark.parametrize(
@@ -717,12 +842,10 @@ def test_endpoint_identification(java: str, python: bool) -> None:
     ],
 )
 def test_role_level_common_setting_reaches_that_role_only(role: str, key: str, python_name: str, value: object) -> None:
-    # Accepted by parse() with a warning "applies to the <role> only", so the role's client must get it.
     config = parse(with_keys({f"A.{role}.{key}": str(value)}))
-    cluster = config.cluster("A")
-    assert cluster.kafka_python_settings(role)[python_name] == value
+    assert kafka_python(config, "A", role)[python_name] == value
     other = next(r for r in ("producer", "consumer", "admin") if r != role)
-    assert python_name not in cluster.kafka_python_settings(other)
+    assert python_name not in kafka_python(config, "A", other)
 
 
 @pytest.mark.parametrize(
@@ -738,13 +861,13 @@ def test_jaas_password_quoting(jaas_password: str, password: str) -> None:
     # Kafka reads sasl.jaas.config with a StreamTokenizer: \" and \\ inside a quoted value are escapes.
     jaas = f'org.apache.kafka.common.security.plain.PlainLoginModule required username="u" password="{jaas_password}";'
     config = parse(with_keys({"A.sasl.jaas.config": jaas}))
-    assert config.cluster("A").kafka_python_settings("producer")["sasl_plain_password"] == password
+    assert kafka_python(config, "A", "producer")["sasl_plain_password"] == password
 
 
 def test_jaas_single_quoted_values() -> None:
     # Kafka's JaasConfig tokenizer accepts ' as well as " around option values.
     jaas = "org.apache.kafka.common.security.plain.PlainLoginModule required username='u' password='p w';"
-    settings = parse(with_keys({"A.sasl.jaas.config": jaas})).cluster("A").kafka_python_settings("producer")
+    settings = kafka_python(parse(with_keys({"A.sasl.jaas.config": jaas})), "A", "producer")
     assert (settings["sasl_plain_username"], settings["sasl_plain_password"]) == ("u", "p w")
 
 
@@ -807,8 +930,9 @@ def test_consumer_group_id_differs_when_aliases_contain_dashes() -> None:
     [
         ({}, "mm2-offset-syncs.B.internal", "A"),
         ({"offset-syncs.topic.location": "source"}, "mm2-offset-syncs.B.internal", "A"),
-        ({"offset-syncs.topic.location": "target"}, "mm2-offset-syncs.B.internal", "B"),
-        ({"A->B.offset-syncs.topic.location": "target"}, "mm2-offset-syncs.B.internal", "B"),
+        # on the target, MM2 names it after the source: flows A->B and C->B keep their syncs apart
+        ({"offset-syncs.topic.location": "target"}, "mm2-offset-syncs.A.internal", "B"),
+        ({"A->B.offset-syncs.topic.location": "target"}, "mm2-offset-syncs.A.internal", "B"),
         ({"replication.policy.separator": "_"}, "mm2-offset-syncs_B_internal", "A"),
         (
             {"replication.policy.separator": "_", "replication.policy.internal.topic.separator.enabled": "false"},
@@ -827,7 +951,8 @@ def test_offset_syncs_location_override_is_per_flow() -> None:
     config = parse(with_keys({"A->B.offset-syncs.topic.location": "target"}))
     assert config.flow("A", "B").offset_syncs_cluster() == "B"
     assert config.flow("B", "A").offset_syncs_cluster() == "B"
-    assert config.flow("B", "A").offset_syncs_topic() == "mm2-offset-syncs.A.internal"
+    assert config.flow("B", "A").offset_syncs_topic() == "mm2-offset-syncs.A.internal"  # on B, named after A
+    assert config.flow("A", "B").offset_syncs_topic() == "mm2-offset-syncs.A.internal"  # on B, named after A
 
 
 @pytest.mark.parametrize(
@@ -835,7 +960,6 @@ def test_offset_syncs_location_override_is_per_flow() -> None:
     [
         ("org.apache.kafka.connect.mirror.DefaultReplicationPolicy", DefaultReplicationPolicy, False),
         ("org.apache.kafka.connect.mirror.IdentityReplicationPolicy", IdentityReplicationPolicy, True),
-        ("IdentityReplicationPolicy", IdentityReplicationPolicy, True),
     ],
 )
 def test_flow_policy(cls_name: str, cls: type, identity: bool) -> None:

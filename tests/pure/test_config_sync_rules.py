@@ -68,8 +68,11 @@ def test_mirrored_topics_follow_the_filters_the_internal_rule_and_cycles() -> No
 
 
 def test_heartbeats_are_not_mirrored_when_heartbeats_replication_is_off() -> None:
-    off = flow(**{"heartbeats.replication.enabled": "false"})
+    off = flow(**{"heartbeats.replication.enabled": "false", "A->B.topics": "orders"})
     assert rules.mirrored_topics(off, ["orders", "heartbeats", "C.heartbeats"]) == ["orders"]
+    # as in MM2, the switch only stops the exemption: a topic filter that matches them still mirrors them
+    matching = flow(**{"heartbeats.replication.enabled": "false"})
+    assert rules.mirrored_topics(matching, ["orders", "heartbeats"]) == ["heartbeats", "orders"]
 
 
 # --- configs -----------------------------------------------------------------------------------------------
@@ -82,7 +85,7 @@ def test_config_plan_copies_only_what_mm2_copies() -> None:
 
 
 def test_use_defaults_from_source_copies_default_values_too() -> None:
-    plan = rules.config_plan(SOURCE_CONFIGS, flow(**{"use.defaults.from": "source"}).settings)
+    plan = rules.config_plan(SOURCE_CONFIGS, flow(**{"A->B.use.defaults.from": "source"}).settings)
     assert plan.set["segment.bytes"] == "1073741824"
     assert plan.reset == frozenset()
 
@@ -179,7 +182,7 @@ def test_internal_topics_follow_the_separator_location_and_switches() -> None:
         }
     )
     names = [(t.cluster, t.name) for t in rules.internal_topics(f)]
-    assert names == [("B", "mm2-config-sync.A.internal"), ("B", "mm2-offset-syncs_B_internal")]
+    assert names == [("B", "mm2-config-sync.A.internal"), ("B", "mm2-offset-syncs_A_internal")]
 
 
 def test_state_topic_is_never_mirrored() -> None:

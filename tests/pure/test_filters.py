@@ -113,7 +113,7 @@ def selector(
         ("mm2-offset-syncs.A.internal", "internal"),
         ("A.checkpoints.internal", "internal"),
         ("mm2-configs.B.internal", "internal"),
-        ("connect-status-internal", "internal"),
+        ("connect-status-internal", None),  # MM2 4.x: Connect's topics are not internal to it, nor excluded
         ("x.replica", "filtered"),
         ("B.orders", "cycle"),
         ("C.B.orders", "cycle"),

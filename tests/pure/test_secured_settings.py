@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from kafka.errors import KafkaTimeoutError, SaslAuthenticationFailedError
 
+from shared.kafka import settings as client_settings
 from shared.kafka.clients import ClusterAuthenticationError, ClusterError, _connect
-from shared.kafka.producers import librdkafka_config
 from shared.local import certs
 from shared.local.broker import BrokerError, ListenerSecurity, LocalBroker, brokers_for
 from shared.mm2 import config
-from shared.mm2.client_settings import COMMON_KEYS, HIDDEN, ROLE_KEYS, HideSecretsFilter
-from shared.mm2.config import MirrorConfig
+from shared.mm2.client_settings import CONNECTION_TABLE, HIDDEN, ROLE_KEYS, HideSecretsFilter
+from shared.mm2.config import ClusterConfig, MirrorConfig
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 PASSWORD = 'pa55,word "x" \\ y'
@@ -67,8 +67,10 @@ def test_listener_security_follows_the_client_settings(tmp_path: Path) -> None:
     )
     assert sasl.tls and sasl.sasl and sasl.keystore is None
     assert (mtls.protocol, mtls.keystore, mtls.key_password) == ("SSL", tmp_path / "files" / "client.pem", KEY_PASSWORD)
-    assert mtls.client["ssl_certfile"] == str(tmp_path / "files" / "client.pem")
-    assert PASSWORD not in repr(sasl) and KEY_PASSWORD not in repr(mtls) and "client=" not in repr(mtls)
+    assert mtls.cluster is not None and mtls.cluster.role_settings("admin")["ssl.keystore.location"] == str(
+        tmp_path / "files" / "client.pem"
+    )
+    assert PASSWORD not in repr(sasl) and KEY_PASSWORD not in repr(mtls) and "cluster=" not in repr(mtls)
 
 
 @pytest.mark.parametrize(
@@ -154,8 +156,13 @@ def _sample(key: str, files: Path) -> str:
         "ssl.endpoint.identification.algorithm": "",
         "client.id": "smm-test",
         "compression.type": "gzip",
-        "acks": "all",
-        "enable.idempotence": "true",
+        "ssl.enabled.protocols": "TLSv1.2,TLSv1.3",
+        "ssl.protocol": "TLSv1.2",
+        "ssl.cipher.suites": "ECDHE-RSA-AES128-GCM-SHA256",
+        "ssl.truststore.certificates": (files / "ca.pem").read_text(),
+        "ssl.keystore.key": (files / "client-key.pem").read_text(),
+        "ssl.keystore.certificate.chain": (files / "client-chain.pem").read_text(),
+        "client.dns.lookup": "use_all_dns_ips",
         "max.in.flight.requests.per.connection": "5",
     }
     return samples.get(key, "1000")
@@ -169,38 +176,55 @@ def client_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ca = certs.authority(files)
     client = certs.issue(ca, "client", client_only=True, key_password=KEY_PASSWORD)
     certs.write_private(files / "client.pem", client.key + client.chain)
+    certs.write_private(files / "client-key.pem", client.key)
+    certs.write_private(files / "client-chain.pem", client.chain)
     return files
 
 
-@pytest.mark.parametrize("key", sorted({*COMMON_KEYS, *ROLE_KEYS["producer"]}))
+def _cluster(**java: str) -> ClusterConfig:
+    connection = {k: v for k, v in java.items() if k in CONNECTION_TABLE}
+    role = {k: v for k, v in java.items() if k not in CONNECTION_TABLE}
+    return ClusterConfig("P", ("127.0.0.1:1",), connection, {"producer": role})
+
+
+@pytest.mark.parametrize(
+    "key", sorted({*CONNECTION_TABLE, *ROLE_KEYS["producer"]} - {"sasl.client.callback.handler.class"})
+)
 def test_every_producer_setting_is_one_librdkafka_accepts(key: str, client_files: Path) -> None:
     """Each key alone, through the mapping, into a real librdkafka producer (which checks names and values)."""
     confluent_kafka = pytest.importorskip("confluent_kafka")
     settings = {key: _sample(key, client_files)}
-    if key.startswith("ssl.keystore") or key == "ssl.key.password":  # a keystore needs its location and password
+    if key in ("ssl.keystore.key", "ssl.keystore.certificate.chain"):  # inline PEM: both, and the key's password
+        settings |= {k: _sample(k, client_files) for k in ("ssl.keystore.key", "ssl.keystore.certificate.chain")}
+        settings["ssl.key.password"] = KEY_PASSWORD
+    elif key.startswith("ssl.keystore") or key == "ssl.key.password":  # a keystore needs its location and password
         settings |= {k: _sample(k, client_files) for k in ("ssl.keystore.location", "ssl.key.password")}
-    producer = confluent_kafka.Producer({**librdkafka_config(["127.0.0.1:1"], settings, {}), "log_level": 0})
+    if key.startswith(("ssl.", "sasl.")):
+        settings.setdefault("security.protocol", "SASL_SSL" if key.startswith("sasl.") else "SSL")
+    if key in ("sasl.jaas.config", "sasl.mechanism"):
+        settings |= {k: _sample(k, client_files) for k in ("sasl.jaas.config", "sasl.mechanism")}
+    config = client_settings.librdkafka(_cluster(**settings), "producer", {})
+    producer = confluent_kafka.Producer({**config, "log_level": 0})
     producer.flush(0)
 
 
-def test_pem_keystore_and_credentials_map_to_librdkafka_names() -> None:
-    common = {
-        "security.protocol": "SASL_SSL",
-        "sasl.mechanism": "SCRAM-SHA-512",
-        "sasl.jaas.config": f'{SCRAM} required username="alice" password="s3cret";',
-        "ssl.keystore.location": "/keys/client.pem",
-        "ssl.keystore.password": "from-keystore-password",
-    }
-    mapped = librdkafka_config(["h:1"], common, {"buffer.memory": "33554432"})
-    assert mapped["ssl.certificate.location"] == mapped["ssl.key.location"] == "/keys/client.pem"
-    assert mapped["ssl.key.password"] == "from-keystore-password" and "ssl.keystore.password" not in mapped
-    assert (mapped["sasl.username"], mapped["sasl.password"]) == (
-        "alice",
-        "s3cret",
-    ) and "sasl.jaas.config" not in mapped
+def test_pem_keystore_and_credentials_map_to_librdkafka_names(client_files: Path) -> None:
+    cluster = _cluster(
+        **{
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.jaas.config": f'{SCRAM} required username="alice" password="s3cret";',
+            "ssl.keystore.location": str(client_files / "client.pem"),
+            "ssl.key.password": KEY_PASSWORD,
+            "buffer.memory": "33554432",
+        }
+    )
+    mapped = client_settings.librdkafka(cluster, "producer", {})
+    assert "BEGIN PRIVATE KEY" in mapped["ssl.key.pem"] and "BEGIN CERTIFICATE" in mapped["ssl.certificate.pem"]
+    assert not any(k.startswith("ssl.keystore") or k == "ssl.key.password" for k in mapped)  # decrypted in memory
+    assert (mapped["sasl.username"], mapped["sasl.password"]) == ("alice", "s3cret")
+    assert "sasl.jaas.config" not in mapped
     assert mapped["queue.buffering.max.kbytes"] == 32768 and "buffer.memory" not in mapped
-    both = librdkafka_config(["h:1"], {**common, "ssl.key.password": "from-key-password"}, {})
-    assert both["ssl.key.password"] == "from-key-password"
 
 
 # --- secrets stay out of logs and error messages -------------------------------------------------------
