@@ -8,7 +8,7 @@ BENCH_LIBS := .kafka/bench-libs
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup kafka demo test test-pure test-kafka lint typecheck synth bench mm2-report clean
+.PHONY: setup kafka demo test test-pure test-kafka lint typecheck synth bench mm2-report fault-table clean
 
 setup: $(STAMP) $(KAFKA_LIBS)/.fetched $(BENCH_LIBS)/.fetched $(NODE_STAMP)
 
@@ -41,6 +41,11 @@ bench: setup $(BENCH_LIBS)/.fetched
 # The corpus of real mm2.properties files read by MirrorMaker 2 itself and by this product: docs/mm2-corpus.md.
 mm2-report: setup
 	$(BIN)/python -m tests.mm2.compare
+
+# README's fault table from the rows the last fault-suite run wrote (`$(BIN)/pytest -q tests/kafka/test_faults.py`
+# writes build/reports/faults.json); copies that file to docs/faults.json. Refuses an unfinished or failed run.
+fault-table: setup
+	$(BIN)/python -m tests.kafka.fault_table
 
 # The CDK CLI comes from npm through package.json, so `npx cdk synth` works after set-up.
 $(NODE_STAMP): package.json package-lock.json

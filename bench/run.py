@@ -280,6 +280,7 @@ def _flow_properties(servers: dict[str, str]) -> list[str]:
         f"src->dst.topics = {TOPIC}, {LATENCY_TOPIC}",
         "replication.factor = 1",
         "checkpoints.topic.replication.factor = 1",
+        "offset.storage.replication.factor = 1",
         "heartbeats.topic.replication.factor = 1",
         "offset-syncs.topic.replication.factor = 1",
         "sync.topic.acls.enabled = false",
@@ -449,6 +450,7 @@ def measure_handler(
     from shared.aws.esm_event import SourceRecord, build_event
     from shared.kafka.clients import KafkaClients
     from shared.local.emulator import LambdaContext
+    from shared.mm2.formats import Header
 
     config = parse_text(_smm_properties(work, servers, backend).read_text())
     clients = KafkaClients(config)
@@ -456,7 +458,7 @@ def measure_handler(
     handler = build_handler(lambda: mirror, EphemeralMetrics(namespace="bench"))
     now = int(time.time() * 1000)
     value = os.urandom(workload.value_bytes)
-    headers = [("h1", b"12345678"), ("h2", b"abcdefgh")]
+    headers: list[Header] = [("h1", b"12345678"), ("h2", b"abcdefgh")]
 
     def batch(start: int, count: int) -> list[SourceRecord]:
         return [

@@ -121,6 +121,8 @@ class CheckpointTask:
         self._checkpoint_reader = TopicReader(clients, flow.target, self.checkpoints_topic)
         self._producer: KafkaProducer | None = None
         self._last_group_sync: float | None = None
+        self._groups: list[str] | None = None  # the source's groups, as last listed (refresh.groups.*)
+        self._groups_listed_at = 0.0
 
     def interval_seconds(self) -> float:
         return float(self.flow.settings.emit_checkpoints_interval_seconds)
@@ -203,12 +205,22 @@ class CheckpointTask:
         self.checkpoints.mark_loaded()
 
     def source_groups(self, also: Callable[[str], bool] | None = None) -> list[str]:
-        """The source's consumer groups this flow checkpoints (the mirror's own ESM groups never)."""
-        return sorted(
-            g
-            for g in list_groups(self.clients, self.flow.source)
-            if not g.startswith(ESM_GROUP_PREFIX) and self.group_filter.matches(g) and (also is None or also(g))
-        )
+        """The source's consumer groups this flow checkpoints (the mirror's own ESM groups never).
+
+        As MM2's checkpoint connector, the list is refreshed every ``refresh.groups.interval.seconds`` (and only
+        once, at the start, with ``refresh.groups.enabled = false``); groups gone from it are not synced.
+        """
+        s = self.flow.settings
+        now = self.clock()
+        stale = s.refresh_groups_enabled and now - self._groups_listed_at >= s.refresh_groups_interval_seconds
+        if self._groups is None or stale:
+            self._groups = sorted(
+                g
+                for g in list_groups(self.clients, self.flow.source)
+                if not g.startswith(ESM_GROUP_PREFIX) and self.group_filter.matches(g)
+            )
+            self._groups_listed_at = now
+        return [g for g in self._groups if also is None or also(g)]
 
     def _translate_groups(self, report: RunReport, only: Callable[[str], bool] | None = None) -> list[Checkpoint]:
         groups = self.source_groups(only)
@@ -301,19 +313,20 @@ class CheckpointTask:
         """
         target_groups = list_groups(self.clients, self.flow.target)
         existing = set(self.clients.topics(self.flow.target))
+        current = set(self.source_groups())  # MM2 syncs the groups of its current assignment only
         for group in sorted(self.checkpoints.groups()):
-            if group.startswith(ESM_GROUP_PREFIX) or not self.group_filter.matches(group):
+            if group not in current:
                 continue
             info = target_groups.get(group)
             if info is not None and not info.idle:
                 report.active_groups_left_alone.append(group)
                 continue
-            current = group_offsets(self.clients, self.flow.target, group)
+            committed = group_offsets(self.clients, self.flow.target, group)
             ahead = {
-                tp: c.downstream_offset
+                tp: (c.downstream_offset, c.metadata)
                 for c in self.checkpoints.for_group(group)
                 if c.topic in existing
-                and c.downstream_offset > current.get(tp := TopicPartition(c.topic, c.partition), -1)
+                and c.downstream_offset > committed.get(tp := TopicPartition(c.topic, c.partition), -1)
             }
             if not ahead:
                 continue

@@ -5,8 +5,10 @@ Each run does the jobs that are due, each at its own MM2 interval:
 - **topics** (``refresh.topics.interval.seconds``): find the source topics the flow mirrors, create missing
   remote topics with the source's partition count, ``replication.factor`` and synced configs, grow remote
   topics whose source grew (never shrink), and keep one event-source mapping per mirrored topic;
-- **configs** (``sync.topic.configs.interval.seconds``): apply later source config changes incrementally;
-- **ACLs** (``sync.topic.acls.interval.seconds``): copy topic ACLs by MM2's rules.
+- **configs** (``sync.topic.configs.interval.seconds``): bring the remote topics' configs to the source's,
+  compared with the target's current configs each time (so drift made by hand on the target is undone);
+- **ACLs** (``sync.topic.acls.interval.seconds``): copy topic ACLs by MM2's rules, again against the target's
+  current ACLs.
 
 It also creates MM2's internal topics. What it applied is recorded per topic in the flow's state topic
 (``rules.state_topic``), so a run after a cold start compares against that and writes nothing that is
@@ -21,12 +23,15 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
+from kafka import TopicPartition
 
 from functions.config_sync import rules
 from functions.config_sync.state import ESM_NONE, StateStore, TopicState
 from shared.aws.esm import EsmChanges, EsmError, EsmReconciler
 from shared.kafka import admin_sync as admin
+from shared.kafka import source_offsets
 from shared.kafka.clients import ClusterError, KafkaClients
+from shared.kafka.groups import alter_offsets, committed_offsets
 from shared.mm2.config import FlowConfig
 
 logger = Logger(service="smm-config-sync")
@@ -149,6 +154,9 @@ class ConfigSyncTask:
         unsynced_plans = {t: plans[t] for t in unsynced if t in plans}
         altered = _attempt(problems, None, self._apply_configs, unsynced_plans)
         self._mirrored = mirrored
+        new = [t for t in mirrored if t not in states]
+        if new:
+            _attempt(problems, None, self._continue_from_mm2, new)
         esm: EsmChanges | None = None
         if self.reconciler is not None:
             esm = _attempt(problems, None, self.reconciler.reconcile, list(mirrored), list(all_source))
@@ -167,13 +175,17 @@ class ConfigSyncTask:
         return result
 
     def _sync_configs(self) -> dict[str, Any]:
-        """Apply source config changes to the remote topics (MM2's ``syncTopicConfigs``)."""
+        """Bring every remote topic's configs to its source's (MM2's ``syncTopicConfigs``).
+
+        As MM2 re-sends them every interval, the target's current configs are compared each time, so a change
+        made by hand on the target is undone, not only a change on the source followed.
+        """
         states = self.state.current()
-        plans = self._plans(list(self._mirrored or {}))
-        changed = {t: p for t, p in plans.items() if t in states and states[t].configs != p.digest()}
-        altered = self._apply_configs(changed)
-        for topic, plan in changed.items():
-            self.state.put(replace(states[topic], configs=plan.digest()))
+        plans = {t: p for t, p in self._plans(list(self._mirrored or {})).items() if t in states}
+        altered = self._apply_configs(plans)
+        for topic, plan in plans.items():
+            if states[topic].configs != plan.digest():
+                self.state.put(replace(states[topic], configs=plan.digest()))
         return {"configsAltered": altered} if altered else {}
 
     def _sync_acls(self) -> dict[str, Any]:
@@ -191,14 +203,41 @@ class ConfigSyncTask:
             return {}
         mirrored = [t for t in self._mirrored or {} if t in states]
         wanted = rules.remote_acls(source_acls, {t: self._remote(t) for t in mirrored})
-        changed = {t: acls for t, acls in wanted.items() if states[t].acls != rules.acl_digest(acls)}
-        to_create = sorted({acl for acls in changed.values() for acl in acls})
+        # As MM2 (which re-creates them every interval), compare with what the target has now: an ACL deleted
+        # there by hand comes back.
+        present = set(admin.describe_topic_acls(self.clients, self.flow.target) or [])
+        to_create = sorted({acl for acls in wanted.values() for acl in acls} - present)
         admin.create_topic_acls(self.clients, self.flow.target, to_create)
-        for topic, acls in changed.items():
-            self.state.put(replace(states[topic], acls=rules.acl_digest(acls)))
+        for topic, acls in wanted.items():
+            if states[topic].acls != rules.acl_digest(acls):
+                self.state.put(replace(states[topic], acls=rules.acl_digest(acls)))
         return {"aclsCreated": len(to_create)} if to_create else {}
 
     # --- steps -------------------------------------------------------------------------------------------
+
+    def _continue_from_mm2(self, topics: list[str]) -> None:
+        """Take over from MirrorMaker 2: a topic's mapping group with no offsets starts where MM2 stopped.
+
+        MM2 (dedicated mode) keeps its source position per partition in ``mm2-offsets.<source>.internal`` on the
+        target. Before a topic's event-source mapping first polls, its consumer group is given the next offset
+        after each of those, so nothing MM2 mirrored is mirrored again (and, in exactly-once mode, the same
+        offsets also tell the mirror what was already written).
+        """
+        positions = source_offsets.read(self.clients, self.flow.target, self.flow.source_offsets_topic())
+        wanted = {
+            t: {TopicPartition(t, p): o.offset + 1 for (topic, p), o in positions.items() if topic == t}
+            for t in topics
+            if (self.flow.source, t) in {(o.cluster, o.topic) for o in positions.values()}
+        }
+        for topic, offsets in wanted.items():
+            group = self.flow.consumer_group_id(topic)
+            if committed_offsets(self.clients, self.flow.source, [group]).get(group):
+                continue  # the mapping has its own position already
+            alter_offsets(self.clients, self.flow.source, group, {tp: (o, "") for tp, o in offsets.items()})
+            logger.info(
+                "continuing from MirrorMaker 2's position",
+                extra={"topic": topic, "group": group, "offsets": {tp.partition: o for tp, o in offsets.items()}},
+            )
 
     def _ensure_internal_topics(self) -> None:
         for topic in rules.internal_topics(self.flow):

@@ -18,20 +18,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
-from kafka import TopicPartition
 from kafka.partitioner.default import murmur2
 
 from shared.aws.esm_event import SourceRecord
+from shared.kafka import source_offsets
 from shared.kafka.clients import KafkaClients
-from shared.kafka.groups import read_range
 from shared.kafka.producers import TransactionalProducer
 from shared.mm2.config import FlowConfig
-from shared.mm2.formats import FormatError, SourceOffset
+from shared.mm2.formats import SourceOffset
 
 logger = Logger(service="smm-mirror")
 
-# As Connect creates its offsets topic (offset.storage.partitions), so MM2 and this project can share it.
-SOURCE_OFFSETS_PARTITIONS = 25
 # Producers kept open per container; the least recently used beyond this are closed (and re-created on demand).
 MAX_OPEN_PARTITIONS = 64
 
@@ -49,6 +46,7 @@ class _Writer:
     key: bytes  # the partition's SourceOffset key ...
     offsets_partition: int  # ... and where it lives in the offsets topic
     last_mirrored: int  # upstream offset of the last record committed; -1 before the first
+    topic_id: str | None  # the source topic's id the offset belongs to
 
 
 class ExactlyOnceWriter:
@@ -62,9 +60,10 @@ class ExactlyOnceWriter:
         self._open: set[SourcePartition] = set()
         self._lock = threading.Lock()
 
-    def prepare(self, partitions: Iterable[SourcePartition]) -> None:
-        """Producers for ``partitions`` (fencing older ones), and each partition's last committed offset."""
-        wanted = list(dict.fromkeys(partitions))
+    def prepare(self, limits: Mapping[SourcePartition, int]) -> None:
+        """Producers for the partitions of ``limits`` (fencing older ones; their batches within the remote topic's
+        ``max.message.bytes``), and each partition's last committed offset."""
+        wanted = list(limits)
         with self._lock:
             new = [p for p in wanted if p not in self._writers]
             for p in wanted:
@@ -79,26 +78,37 @@ class ExactlyOnceWriter:
         try:
             for p in new:
                 producers[p] = self.clients.transactional_producer(
-                    self.flow.target, self.flow.settings.producer_backend, self.flow.transactional_id(*p)
+                    self.flow.target, self.flow.settings.producer_backend, self.flow.transactional_id(*p), limits[p]
                 )
             committed = self._read_committed(keys, places)
+            ids = {topic: self._source_topic_id(topic) for topic in {t for t, _ in new}}
         except BaseException:
             for producer in producers.values():
                 producer.close()
             raise
         with self._lock:
             for p, producer in producers.items():
-                self._writers[p] = _Writer(producer, keys[p], places[p], committed.get(p, -1))
+                last, topic_id = self._valid_offset(p, committed.get(p), ids[p[0]])
+                self._writers[p] = _Writer(producer, keys[p], places[p], last, topic_id)
             idle = [p for p in self._writers if p not in self._open and p not in producers]
             for p in idle[: max(0, len(self._writers) - MAX_OPEN_PARTITIONS)]:
                 self._writers.pop(p).producer.close()
 
     def unmirrored(self, topic: str, partition: int, batch: list[SourceRecord]) -> list[SourceRecord]:
-        """The records of ``batch`` after the last committed offset (all of them, unless this is a redelivery)."""
-        last = self._writers[(topic, partition)].last_mirrored
-        if batch[0].offset > last:
+        """The records of ``batch`` after the last committed offset (all of them, unless this is a redelivery).
+
+        Records at or before that offset are a redelivery, unless the source topic was deleted and created again
+        since: its id tells (looked up only then, on this rare path), and its records are then all new.
+        """
+        writer = self._writers[(topic, partition)]
+        if batch[0].offset > writer.last_mirrored:
             return batch
-        return [r for r in batch if r.offset > last]
+        writer.last_mirrored, writer.topic_id = self._valid_offset(
+            (topic, partition),
+            SourceOffset(self.flow.source, topic, partition, writer.last_mirrored, writer.topic_id),
+            self._source_topic_id(topic),
+        )
+        return [r for r in batch if r.offset > writer.last_mirrored]
 
     def begin(self, topic: str, partition: int) -> TransactionalProducer:
         writer = self._writers[(topic, partition)]
@@ -110,7 +120,7 @@ class ExactlyOnceWriter:
     def commit(self, topic: str, partition: int, last_offset: int) -> None:
         """End the partition's transaction with its new source offset; the batch's records must be flushed."""
         writer = self._writers[(topic, partition)]
-        value = SourceOffset(self.flow.source, topic, partition, last_offset).record_value()
+        value = SourceOffset(self.flow.source, topic, partition, last_offset, writer.topic_id).record_value()
         writer.producer.send(self.topic, writer.key, value, [], writer.offsets_partition, int(time.time() * 1000))
         writer.producer.commit()
         writer.last_mirrored = last_offset
@@ -144,35 +154,40 @@ class ExactlyOnceWriter:
     # --- the offsets topic -------------------------------------------------------------------------------
 
     def _ensure_topic(self) -> int:
-        s = self.flow.settings
+        # As MM2's worker creates it (offset.storage.*), so MM2 and this project can share it.
+        offsets = self.flow.offsets_topic()
         info = self.clients.ensure_topic(
-            self.flow.target,
-            self.topic,
-            SOURCE_OFFSETS_PARTITIONS,
-            s.checkpoints_topic_replication_factor,
-            {"cleanup.policy": "compact"},
+            self.flow.target, self.topic, offsets.partitions, offsets.replication_factor, {"cleanup.policy": "compact"}
         )
         return info.partitions
 
+    def _source_topic_id(self, topic: str) -> str | None:
+        info = self.clients.topic_info(self.flow.source, topic, refresh=True)
+        return None if info is None else info.topic_id
+
+    def _valid_offset(
+        self, partition: SourcePartition, committed: SourceOffset | None, current_id: str | None
+    ) -> tuple[int, str | None]:
+        """(last mirrored offset, topic id) to go on from: -1 when the offset belongs to a deleted namesake."""
+        if committed is None:
+            return -1, current_id
+        if committed.topic_id is not None and current_id is not None and committed.topic_id != current_id:
+            logger.warning(
+                "the source topic was deleted and created again: its earlier mirrored offset no longer applies",
+                extra={
+                    "topic": partition[0],
+                    "partition": partition[1],
+                    "stale_offset": committed.offset,
+                    "old_topic_id": committed.topic_id,
+                    "topic_id": current_id,
+                },
+            )
+            return -1, current_id
+        return committed.offset, current_id or committed.topic_id
+
     def _read_committed(
         self, keys: Mapping[SourcePartition, bytes], places: Mapping[SourcePartition, int]
-    ) -> dict[SourcePartition, int]:
-        """The last committed offset of each partition of ``keys``: read to the offsets topic's high watermark,
-        with ``read_committed``, so transactions still open there (other partitions') are waited for, not skipped."""
-        by_key = {key: p for p, key in keys.items()}
-        tps = {TopicPartition(self.topic, place) for place in places.values()}
-        ends = self.clients.latest_offsets(self.flow.target, tps)
-        found: dict[SourcePartition, int] = {}
-        for record in read_range(self.clients, self.flow.target, dict.fromkeys(tps, 0), ends):
-            wanted_partition = by_key.get(record.key or b"")
-            if wanted_partition is None:
-                continue
-            try:
-                offset = SourceOffset.deserialize(record.key or b"", record.value)
-            except FormatError as exc:
-                raise FormatError(f"{self.topic} on {self.flow.target!r} at offset {record.offset}: {exc}") from None
-            if offset is None:
-                found.pop(wanted_partition, None)
-            else:
-                found[wanted_partition] = offset.offset
-        return found
+    ) -> dict[SourcePartition, SourceOffset]:
+        """The last committed offset of each partition of ``keys``, from their partitions of the offsets topic."""
+        found = source_offsets.read(self.clients, self.flow.target, self.topic, set(places.values()))
+        return {p: found[p] for p in keys if p in found and found[p].cluster == self.flow.source}

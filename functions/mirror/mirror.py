@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 from kafka import TopicPartition
@@ -28,6 +28,7 @@ from shared.mm2.gaps import GapEvent, gaps_topic
 from shared.mm2.offset_syncs import OffsetSyncPlanner, PartitionState
 
 logger = Logger(service="smm-mirror")
+_T = TypeVar("_T")
 
 # Kafka's record-batch framing around one record (v2 batch header + record overhead), so that the size check
 # agrees with the broker's max.message.bytes.
@@ -41,6 +42,12 @@ class MirrorError(RuntimeError):
 
 class OversizedRecordError(MirrorError):
     """A record larger than the remote topic accepts, with ``smm.oversized.record.action = fail``."""
+
+
+class TopicNotMirroredError(MirrorError):
+    """Records of a topic this flow does not (or no longer) mirror: the batch fails so that the mapping's
+    consumer group keeps its position, as MM2's task keeps its offsets for a topic it stops replicating; config
+    sync disables the mapping on its next run, and re-enabling it resumes there."""
 
 
 # One source partition's records of a batch, as ``by_partition`` groups them (once per batch).
@@ -73,6 +80,7 @@ class BatchReport:
     max_record_age_ms: int = 0
     replication_latency_ms: list[int] = field(default_factory=list)
     batch_latency_ms: float = 0.0
+    after_ack_failures: int = 0  # offset-sync writes or gap checks that failed after the records were acked
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +95,7 @@ class BatchReport:
             "maxRecordAgeMs": self.max_record_age_ms,
             "replicationLatencyMs": self.replication_latency_ms,
             "batchLatencyMs": round(self.batch_latency_ms, 3),
+            "afterAckFailures": self.after_ack_failures,
         }
 
 
@@ -120,25 +129,48 @@ class Mirror:
         started = time.monotonic()
         report = BatchReport(records=len(records))
         partitions = list(by_partition(records))
+        for (topic, partition), _ in partitions:  # before anything is sent: the whole batch keeps its position
+            reason = self.selector.skip_reason(topic)
+            if reason is not None:
+                raise TopicNotMirroredError(
+                    f"flow {self.flow.name} does not mirror topic {topic!r} ({reason}): the batch of "
+                    f"{topic}-{partition} fails so that its position is kept; config sync disables the topic's "
+                    "event-source mapping"
+                )
+        remotes = {key: self._remote_topic(*key) for key, _ in partitions}
         if self.exactly_once is not None:
-            self.exactly_once.prepare(key for key, _ in partitions if self.selector.skip_reason(key[0]) is None)
+            self.exactly_once.prepare({key: info.max_message_bytes for key, info in remotes.items()})
         begun: list[tuple[str, int]] = []  # exactly-once: the partitions whose transaction this batch opened
         try:
-            pending, dead_letters = self._send(partitions, report, begun)
+            pending, dead_letters = self._send(partitions, remotes, report, begun)
             acked = self._acknowledge(pending, dead_letters, report)
         except BaseException:
             if self.exactly_once is not None:
                 self.exactly_once.abort(begun)
             raise
         report.mirrored = sum(len(pairs) for _, _, pairs in acked)
-        states = self._write_offset_syncs(acked, report)
-        self._detect_gaps(partitions, report)
+        # The records are acknowledged: what follows must not fail the batch (a redelivery would copy them again).
+        # MM2 logs a failed offset-sync write and goes on; so does a failed gap check here.
+        states = self._after_ack("writing offset syncs", self._write_offset_syncs, acked, report) or {}
+        self._after_ack("checking for gaps", self._detect_gaps, partitions, report)
         for (topic, partition), state in states.items():
             self.planner.commit(topic, partition, state)
         for (topic, partition), batch in partitions:
             self._next_offset[(topic, partition)] = batch[-1].offset + 1
         report.batch_latency_ms = (time.monotonic() - started) * 1000
         return report
+
+    def _after_ack(self, what: str, step: Callable[..., _T], *args: Any) -> _T | None:
+        try:
+            return step(*args)
+        except Exception as exc:  # already acknowledged: log, count, and let the next batch try again
+            report: BatchReport = args[-1]
+            report.after_ack_failures += 1
+            logger.error(
+                f"{what} failed after the records were acknowledged; the batch stands",
+                extra={"flow": self.flow.name, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return None
 
     def close(self) -> None:
         if self.exactly_once is not None:
@@ -148,23 +180,20 @@ class Mirror:
     # --- steps -------------------------------------------------------------------------------------------
 
     def _send(
-        self, partitions: list[_PartitionBatch], report: BatchReport, begun: list[tuple[str, int]]
+        self,
+        partitions: list[_PartitionBatch],
+        remotes: dict[tuple[str, int], TopicInfo],
+        report: BatchReport,
+        begun: list[tuple[str, int]],
     ) -> tuple[list[_Pending], list[Delivery]]:
         """Send each partition's records (in exactly-once mode, inside its transaction); nothing is flushed yet."""
         now_ms = int(time.time() * 1000)
         pending: list[_Pending] = []
         dead_letters: list[Delivery] = []
-        shared = self._producer(self.flow.target)
         for (topic, partition), batch in partitions:
-            reason = self.selector.skip_reason(topic)
-            if reason is not None:
-                report.skipped[reason] += len(batch)
-                logger.warning(
-                    "skipping records of a topic this flow does not replicate",
-                    extra={"topic": topic, "partition": partition, "reason": reason, "records": len(batch)},
-                )
-                continue
-            producer: RecordProducer = shared
+            info = remotes[(topic, partition)]
+            remote = info.name
+            producer = self._producer(self.flow.target, info.max_message_bytes)
             last_offset = batch[-1].offset
             if self.exactly_once is not None:
                 fresh = self.exactly_once.unmirrored(topic, partition, batch)
@@ -175,10 +204,9 @@ class Mirror:
                 batch = fresh
                 begun.append((topic, partition))
                 producer = self.exactly_once.begin(topic, partition)
-            remote = self.policy.format_remote_topic(self.flow.source, topic)
-            info = self._remote_topic(topic, partition, remote)
             sent: list[tuple[int, Delivery]] = []
             send, limit, identity, target = producer.send, info.max_message_bytes, self.identity, self.flow.target
+            refreshed = False
             for record in batch:
                 key, value, headers = record.key, record.value, record.headers
                 if identity:
@@ -186,9 +214,14 @@ class Mirror:
                         report.skipped["loop"] += 1
                         continue
                     headers = provenance.stamp(headers, self.flow.source)
-                header_bytes = sum(len(k) + len(v) for k, v in headers) if headers else 0
+                header_bytes = sum(len(k) + len(v or b"") for k, v in headers) if headers else 0
                 size = len(key or b"") + len(value or b"") + header_bytes
-                if RECORD_OVERHEAD_BYTES + size + HEADER_OVERHEAD_BYTES * len(headers) > limit:
+                framed = RECORD_OVERHEAD_BYTES + size + HEADER_OVERHEAD_BYTES * len(headers)
+                if framed > limit and not refreshed:  # config sync may have raised max.message.bytes since
+                    refreshed = True
+                    latest = self.clients.topic_info(target, remote, refresh=True)
+                    limit = latest.max_message_bytes if latest is not None else limit
+                if framed > limit:
                     dead_letters.append(self._dead_letter(producer, record, remote, size, limit))
                     continue
                 sent.append((record.offset, send(remote, key, value, headers, partition, record.timestamp)))
@@ -214,8 +247,9 @@ class Mirror:
                 self.exactly_once.commit(p.topic, p.partition, p.last_offset)
         return acked
 
-    def _remote_topic(self, topic: str, partition: int, remote: str) -> TopicInfo:
+    def _remote_topic(self, topic: str, partition: int) -> TopicInfo:
         """The remote topic, created (or grown) to the source's partition count before anything is sent."""
+        remote = self.policy.format_remote_topic(self.flow.source, topic)
         info = self.clients.topic_info(self.flow.target, remote)
         if info is not None and info.partitions > partition:
             return info
@@ -227,8 +261,9 @@ class Mirror:
         )
         return self.clients.ensure_topic(self.flow.target, remote, partitions, self.flow.settings.replication_factor)
 
-    def _producer(self, alias: str) -> RecordProducer:
-        return self.clients.record_producer(alias, self.flow.settings.producer_backend)
+    def _producer(self, alias: str, max_message_bytes: int | None = None) -> RecordProducer:
+        """The data path's producer; its batches stay within the remote topic's ``max.message.bytes``."""
+        return self.clients.record_producer(alias, self.flow.settings.producer_backend, max_message_bytes)
 
     def _dead_letter(
         self, producer: RecordProducer, record: SourceRecord, remote: str, size: int, limit: int

@@ -14,10 +14,10 @@ from typing import Any, NamedTuple
 
 from aws_lambda_powertools.utilities.data_classes.kafka_event import KafkaEventRecord
 
+from shared.mm2.formats import Header
+
 EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka")
 SELF_MANAGED = "SelfManagedKafka"
-
-Header = tuple[str, bytes]
 
 
 class EventError(ValueError):
@@ -39,7 +39,7 @@ class SourceRecord(NamedTuple):
     @property
     def size(self) -> int:
         """Payload bytes: key, value, header keys and values (what MM2's byte-count counts)."""
-        return len(self.key or b"") + len(self.value or b"") + sum(len(k) + len(v) for k, v in self.headers)
+        return len(self.key or b"") + len(self.value or b"") + sum(len(k) + len(v or b"") for k, v in self.headers)
 
 
 def parse_event(raw: dict[str, Any]) -> tuple[str, list[SourceRecord]]:
@@ -99,7 +99,9 @@ def _parse_fast(r: Any) -> SourceRecord | None:
         return None
 
 
-def _header_bytes(data: list[int]) -> bytes:
+def _header_bytes(data: list[int] | None) -> bytes | None:
+    if data is None:  # a null header value
+        return None
     if type(data) is not list:
         raise TypeError("header value must be a list of byte values")
     try:
@@ -159,8 +161,11 @@ def _decode_headers(raw: Any, where: str) -> list[Header]:
         if not isinstance(item, dict):
             raise EventError(f"{where}: header #{position} must be an object {{key: [bytes]}}")
         for name, data in item.items():
+            if data is None:  # a null header value stays null, as Kafka (and MM2) keep it
+                headers.append((name, None))
+                continue
             if not isinstance(data, list) or not all(_is_int(b) and -128 <= b <= 255 for b in data):
-                raise EventError(f"{where}: header {name!r} must be a list of byte values (-128..255)")
+                raise EventError(f"{where}: header {name!r} must be a list of byte values (-128..255) or null")
             headers.append((name, bytes(b & 0xFF for b in data)))
     return headers
 
@@ -180,7 +185,7 @@ def build_event(
                 "timestampType": r.timestamp_type,
                 "key": None if r.key is None else base64.b64encode(r.key).decode("ascii"),
                 "value": None if r.value is None else base64.b64encode(r.value).decode("ascii"),
-                "headers": [{k: list(v)} for k, v in r.headers],
+                "headers": [{k: None if v is None else list(v)} for k, v in r.headers],
             }
         )
     return {"eventSource": event_source, "bootstrapServers": ",".join(bootstrap_servers), "records": grouped}

@@ -163,6 +163,7 @@ class Move:
     upstream_offset: int
     offset: int
     current: int | None
+    metadata: str = ""  # the checkpoint's: written with the offset, as MM2 does
 
     @property
     def action(self) -> str:
@@ -177,8 +178,8 @@ class GroupPlan:
     moves: list[Move] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
-    def writes(self) -> dict[TopicPartition, int]:
-        return {TopicPartition(m.topic, m.partition): m.offset for m in self.moves if m.action == "write"}
+    def writes(self) -> dict[TopicPartition, tuple[int, str]]:
+        return {TopicPartition(m.topic, m.partition): (m.offset, m.metadata) for m in self.moves if m.action == "write"}
 
 
 @dataclass
@@ -263,7 +264,9 @@ def plan_failover(
         current = group_offsets(clients, target, group) if found else {}
         for tp, entry in sorted(found.items()):
             c = entry.checkpoint
-            gp.moves.append(Move(tp.topic, tp.partition, c.upstream_offset, c.downstream_offset, current.get(tp)))
+            gp.moves.append(
+                Move(tp.topic, tp.partition, c.upstream_offset, c.downstream_offset, current.get(tp), c.metadata)
+            )
         plan.groups.append(gp)
     return plan
 

@@ -40,6 +40,8 @@ from shared.kafka.producers import (
 )
 from shared.mm2.config import MirrorConfig
 
+_BATCH_SIZE = {"confluent-kafka": "batch.size", "kafka-python": "batch_size"}
+
 
 class ClusterError(RuntimeError):
     """A cluster refused or could not do what was asked; the message names the cluster and the fix."""
@@ -60,6 +62,7 @@ class TopicInfo:
     partitions: int
     max_message_bytes: int
     compacted: bool
+    topic_id: str | None = None  # KIP-516: changes when the topic is deleted and created again
 
 
 _PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -82,7 +85,8 @@ class KafkaClients:
         self.config = config
         self._client_id = client_id
         self._producers: dict[str, KafkaProducer] = {}
-        self._record_producers: dict[tuple[str, str], RecordProducer] = {}
+        self._record_producers: dict[tuple[str, str, int], RecordProducer] = {}
+        self._base_producer_settings: dict[tuple[str, str], dict[str, Any]] = {}
         self._admins: dict[str, KafkaAdminClient] = {}
         self._topic_info: dict[tuple[str, str], TopicInfo] = {}
         self._lock = threading.Lock()
@@ -100,28 +104,51 @@ class KafkaClients:
                 self._producers[alias] = _connect(alias, KafkaProducer, settings)
             return self._producers[alias]
 
-    def record_producer(self, alias: str, backend: str) -> RecordProducer:
-        """The data path's producer for ``alias`` with the chosen backend (``smm.producer.backend``)."""
+    def record_producer(self, alias: str, backend: str, max_message_bytes: int | None = None) -> RecordProducer:
+        """The data path's producer for ``alias`` with the chosen backend (``smm.producer.backend``).
+
+        Its record batches stay within ``max_message_bytes`` (the remote topic's): librdkafka fails a whole
+        batch the broker finds too large instead of splitting it, and the partition would stall. Topics with the
+        same limit share one producer.
+        """
         with self._lock:
-            key = (alias, backend)
+            base = self._base_producer_settings.get((alias, backend))
+            if base is None:
+                base = self._base_producer_settings[(alias, backend)] = self._producer_settings(alias, backend, None)
+            name = _BATCH_SIZE[backend]
+            batch = int(base[name]) if max_message_bytes is None else min(int(base[name]), max_message_bytes)
+            key = (alias, backend, batch)
             if key not in self._record_producers:
-                self._record_producers[key] = self._new_record_producer(alias, backend)
+                self._record_producers[key] = self._new_record_producer(alias, backend, {**base, name: batch})
             return self._record_producers[key]
 
-    def _new_record_producer(self, alias: str, backend: str) -> RecordProducer:
+    def _producer_settings(self, alias: str, backend: str, max_message_bytes: int | None) -> dict[str, Any]:
         if backend == "confluent-kafka":
-            return ConfluentProducer(self._librdkafka_producer_config(alias))
-        settings = {**_PRODUCER_DEFAULTS, **self._settings(alias, "producer")}
+            settings = self._librdkafka_producer_config(alias)
+        else:
+            settings = {**_PRODUCER_DEFAULTS, **self._settings(alias, "producer")}
+        name = _BATCH_SIZE[backend]
+        if max_message_bytes is not None:
+            settings[name] = min(int(settings[name]), max_message_bytes)
+        return settings
+
+    def _new_record_producer(self, alias: str, backend: str, settings: dict[str, Any]) -> RecordProducer:
+        if backend == "confluent-kafka":
+            return ConfluentProducer(settings)
         return KafkaPythonProducer(_connect(alias, KafkaProducer, settings))
 
-    def transactional_producer(self, alias: str, backend: str, transactional_id: str) -> TransactionalProducer:
+    def transactional_producer(
+        self, alias: str, backend: str, transactional_id: str, max_message_bytes: int | None = None
+    ) -> TransactionalProducer:
         """A new producer of the caller's own for ``transactional_id``, initialised: older ones are fenced."""
         if backend == "confluent-kafka":
-            config = {**self._librdkafka_producer_config(alias), "transactional.id": transactional_id}
+            config = {
+                **self._producer_settings(alias, backend, max_message_bytes),
+                "transactional.id": transactional_id,
+            }
             return ConfluentTransactionalProducer(config)
         settings = {
-            **_PRODUCER_DEFAULTS,
-            **self._settings(alias, "producer"),
+            **self._producer_settings(alias, backend, max_message_bytes),
             "transactional_id": transactional_id,
             "max_block_ms": int(TRANSACTION_FLUSH_TIMEOUT_SECONDS * 1000),  # init and commit wait no longer
         }
@@ -153,6 +180,7 @@ class KafkaClients:
                 admin.close()
             self._producers.clear()
             self._record_producers.clear()
+            self._base_producer_settings.clear()
             self._admins.clear()
 
     # --- topics -------------------------------------------------------------------------------------------
@@ -177,6 +205,7 @@ class KafkaClients:
             partitions=partitions,
             max_message_bytes=int(configs.get("max.message.bytes", "1048588")),
             compacted="compact" in configs.get("cleanup.policy", "delete"),
+            topic_id=_topic_id(described[0].get("topic_id")),
         )
         self._topic_info[key] = info
         return info
@@ -228,7 +257,7 @@ class KafkaClients:
                 waiting: list[RecordProducer] = [
                     KafkaPythonProducer(p) for a, p in self._producers.items() if a == alias
                 ]
-                waiting += [p for (a, _), p in self._record_producers.items() if a == alias]
+                waiting += [p for (a, *_), p in self._record_producers.items() if a == alias]
             for producer in waiting:
                 if not producer.await_partitions(topic, fresh.partitions, timeout=30.0):
                     raise ClusterError(f"producer for {alias!r} did not see {fresh.partitions} partitions of {topic!r}")
@@ -267,6 +296,12 @@ class KafkaClients:
         answer = self.admin(alias).list_group_offsets({group: None})
         offsets = answer.get(group, {}) if isinstance(answer, dict) else {}
         return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+def _topic_id(value: Any) -> str | None:
+    """The topic id as text; None where the broker has none (the all-zero UUID) or reports none."""
+    text = None if value is None else str(value)
+    return None if not text or text.strip("0-") == "" else text
 
 
 def _topic_configs(admin: KafkaAdminClient, topic: str) -> dict[str, str]:

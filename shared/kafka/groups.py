@@ -70,11 +70,14 @@ def list_groups(clients: KafkaClients, alias: str) -> dict[str, GroupInfo]:
     return groups
 
 
-def alter_offsets(clients: KafkaClients, alias: str, group: str, offsets: Mapping[TopicPartition, int]) -> None:
-    """Commit ``offsets`` for ``group`` on ``alias``; the broker refuses it while the group has members."""
+def alter_offsets(
+    clients: KafkaClients, alias: str, group: str, offsets: Mapping[TopicPartition, tuple[int, str]]
+) -> None:
+    """Commit (offset, metadata) pairs for ``group`` on ``alias``; the broker refuses it while the group has
+    members. MM2 writes a checkpoint's metadata with its offset, and so do the callers here."""
     if not offsets:
         return
-    request = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
+    request = {tp: OffsetAndMetadata(offset, metadata, -1) for tp, (offset, metadata) in offsets.items()}
     result = _retrying(
         lambda: clients.admin(alias).alter_group_offsets(group, request),
         f"cannot write offsets of group {group!r} on cluster {alias!r}",

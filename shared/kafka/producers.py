@@ -9,14 +9,15 @@ partition and timestamp, a delivery report per record (the downstream offset, fo
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, cast
 
 from kafka.serializer import Serializer
 
+from shared.mm2.formats import Header
+
 BACKENDS = ("kafka-python", "confluent-kafka")
 
-Header = tuple[str, bytes]
 # Whatever a closing producer still holds was never acknowledged, so the batch it belonged to failed (or will be
 # redelivered): waiting longer protects nothing and can hang a shutdown on an unreachable cluster.
 CLOSE_TIMEOUT_SECONDS = 10.0
@@ -91,16 +92,22 @@ def send_record(
     topic: str,
     key: bytes | None,
     value: bytes | None,
-    headers: list[tuple[str, bytes]],
+    headers: Sequence[Header],
     partition: int | None = None,
     timestamp_ms: int | None = None,
 ) -> Any:
-    """``producer.send`` for raw bytes, keyless tombstones included; returns the future."""
+    """``producer.send`` for raw bytes, keyless tombstones included; returns the future.
+
+    kafka-python 3.0.12 refuses a null header value at ``send`` (its record format has them): such a value is
+    written empty, which only ``smm.producer.backend = confluent-kafka`` avoids (librdkafka keeps it null).
+    """
+    if any(v is None for _, v in headers):
+        headers = [(k, b"" if v is None else v) for k, v in headers]
     return producer.send(
         topic,
         key=NullableKeySerializer.NULL_KEY if key is None and value is None else key,
         value=value,
-        headers=headers,
+        headers=list(headers),
         partition=partition,
         timestamp_ms=timestamp_ms,
     )

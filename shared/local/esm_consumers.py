@@ -101,7 +101,7 @@ def _from_kafka_python(r: Any) -> SourceRecord:
         "LOG_APPEND_TIME" if r.timestamp_type == 1 else "CREATE_TIME",
         r.key,
         r.value,
-        [(k, v if v is not None else b"") for k, v in (r.headers or [])],
+        list(r.headers or []),
     )
 
 
@@ -142,7 +142,7 @@ class ConfluentEsmConsumer:
                     "LOG_APPEND_TIME" if kind == 2 else "CREATE_TIME",
                     message.key(),
                     message.value(),
-                    [(k, v if v is not None else b"") for k, v in (message.headers() or [])],
+                    list(message.headers() or []),
                 )
             )
         return records

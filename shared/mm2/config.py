@@ -167,6 +167,17 @@ def _text(value: str) -> str:
     return trim(value)
 
 
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._\-]{1,249}")
+
+
+def _topic_name(value: str) -> str:
+    """A name Kafka accepts for a topic (``Topic.validate``)."""
+    v = trim(value)
+    if not _TOPIC_NAME.fullmatch(v) or v in (".", ".."):
+        raise _Invalid("allowed: a topic name of 1 to 249 letters, digits, '.', '_' and '-' (not '.' or '..')")
+    return v
+
+
 def _setting(key: str, convert: Callable[[str], Any], default: Any) -> Any:
     return field(default=default, metadata={"key": key, "convert": convert})
 
@@ -232,7 +243,7 @@ class FlowSettings:
     batching_window_ms: int = _setting("smm.batching.window.ms", _number(0, 300000), 500)
     starting_position: str = _setting("smm.starting.position", _choice("TRIM_HORIZON", "LATEST"), "TRIM_HORIZON")
     oversized_record_action: str = _setting("smm.oversized.record.action", _choice("fail", "dead-letter"), "fail")
-    dead_letter_topic: str = _setting("smm.dead.letter.topic", _text, "smm-dead-letter.internal")
+    dead_letter_topic: str = _setting("smm.dead.letter.topic", _topic_name, "smm-dead-letter.internal")
     producer_backend: str = _setting("smm.producer.backend", _choice("kafka-python", "confluent-kafka"), "kafka-python")
 
 
@@ -288,6 +299,8 @@ _WORKER_PREFIXES = (
     "task",
     "worker",
 )
+# The worker's offsets topic, where exactly-once mode keeps MM2's source offsets: used, not ignored.
+OFFSET_STORAGE_KEYS = ("offset.storage.topic", "offset.storage.partitions", "offset.storage.replication.factor")
 _WORKER_KEYS = frozenset(
     {
         "dedicated.mode.enable.internal.rest",
@@ -355,6 +368,15 @@ def _host(server: str) -> str:
 
 
 @dataclass(frozen=True)
+class SourceOffsetsTopic:
+    """MM2's worker offsets topic of a flow (``offset.storage.*``; Connect's defaults: 25 partitions, factor 3)."""
+
+    name: str
+    partitions: int = 25
+    replication_factor: int = 3
+
+
+@dataclass(frozen=True)
 class FlowConfig:
     """One replication flow ``source->target`` with its effective settings.
 
@@ -368,6 +390,7 @@ class FlowConfig:
     settings: FlowSettings
     exactly_once: bool = False
     in_cluster_pairs: bool = True
+    source_offsets: SourceOffsetsTopic | None = None  # None: MM2's defaults for this flow
 
     @property
     def name(self) -> str:
@@ -409,9 +432,12 @@ class FlowConfig:
         return self.source if self.settings.offset_syncs_topic_location == "source" else self.target
 
     def source_offsets_topic(self) -> str:
-        """Where exactly-once mode keeps the last mirrored offset of each source partition: on the target, named
-        as MM2's dedicated mode names the Connect offsets topic of this source."""
-        return f"mm2-offsets.{self.source}.internal"
+        """Where exactly-once mode keeps the last mirrored offset of each source partition: on the target, the
+        topic MM2's dedicated mode keeps this flow's Connect source offsets in (so either can take over)."""
+        return self.offsets_topic().name
+
+    def offsets_topic(self) -> SourceOffsetsTopic:
+        return self.source_offsets or SourceOffsetsTopic(f"mm2-offsets.{self.source}.internal")
 
     def transactional_id(self, topic: str, partition: int) -> str:
         """The mirror's transactional id for one source partition: a newer writer of it fences older ones."""
@@ -646,6 +672,8 @@ def _top_level_key(reading: _Reading, key: str) -> None:
         )
     elif key.startswith("replication.policy."):
         reading.warn(key, "a parameter of a custom replication policy; the policies here take none; ignored", True)
+    elif key in OFFSET_STORAGE_KEYS:
+        return  # read with each flow
     else:
         _connector_or_worker_key(reading, key, key, None)
 
@@ -739,6 +767,8 @@ def _cluster_key(reading: _Reading, key: str, alias: str, setting: str) -> None:
             strict=True,
         )
         return
+    if setting in OFFSET_STORAGE_KEYS:
+        return  # read with each flow into this cluster
     if setting.startswith(_WORKER_PREFIXES) or setting in _WORKER_KEYS or setting == "alias":
         reading.warn(key, "a Connect worker setting; there is no Connect worker here; ignored", strict=True)
         return
@@ -874,7 +904,23 @@ def _flow(
     settings = _flow_settings(reading, source, target, report=active)
     if active:
         _check_flow(reading, name, source, target, settings, clusters)
-    return FlowConfig(source, target, active, settings, clusters[target].exactly_once, in_pairs)
+    offsets = _source_offsets_topic(reading, source, target, report=active)
+    return FlowConfig(source, target, active, settings, clusters[target].exactly_once, in_pairs, offsets)
+
+
+def _source_offsets_topic(reading: _Reading, source: str, target: str, report: bool) -> SourceOffsetsTopic:
+    """``workerConfig``'s ``offset.storage.*`` for the pair: the top-level key wins over the target cluster's."""
+    values: dict[str, Any] = {}
+    for setting, convert, name in (
+        ("offset.storage.topic", _text, "name"),
+        ("offset.storage.partitions", _number(1), "partitions"),
+        ("offset.storage.replication.factor", _replication_factor, "replication_factor"),
+    ):
+        key = setting if setting in reading.values else f"{target}.{setting}"
+        if key in reading.values:
+            values[name] = _convert(reading, key, convert, None, report)
+    values = {k: v for k, v in values.items() if v is not None}
+    return SourceOffsetsTopic(**{"name": f"mm2-offsets.{source}.internal", **values})
 
 
 def _flow_settings(reading: _Reading, source: str, target: str, report: bool) -> FlowSettings:

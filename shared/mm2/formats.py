@@ -11,6 +11,9 @@ import json
 import struct
 from dataclasses import dataclass
 
+# A record header as Kafka has it: a name and a value that may be null.
+Header = tuple[str, bytes | None]
+
 VERSION = 0
 
 _INT16 = struct.Struct(">h")
@@ -182,33 +185,49 @@ class SourceOffset:
     ``["MirrorSourceConnector",{"cluster":A,"partition":0,"topic":"t"}]`` and value ``{"offset":N}``, the JSON
     that Connect's schemaless ``JsonConverter`` writes, keys in the order Java's ``HashMap`` iterates them.
     Byte-identical keys let compaction keep one per partition, whichever of MM2 and this project wrote it.
+    This project adds the source topic's id to the value (``smm.topic.id``; MM2 reads only ``offset``), so an
+    offset of a deleted topic is not taken for its re-created namesake's.
     """
 
     cluster: str
     topic: str
     partition: int
     offset: int
+    topic_id: str | None = None
 
     def record_key(self) -> bytes:
         return _json([SOURCE_CONNECTOR, {"cluster": self.cluster, "partition": self.partition, "topic": self.topic}])
 
     def record_value(self) -> bytes:
-        return _json({"offset": self.offset})
+        if self.topic_id is None:
+            return _json({"offset": self.offset})
+        return _json({"offset": self.offset, TOPIC_ID_FIELD: self.topic_id})
 
     @classmethod
     def deserialize(cls, key: bytes, value: bytes | None) -> SourceOffset | None:
         """The offset a record holds; None for a tombstone or another connector's record."""
         try:
             connector, partition = json.loads(key)
-            offset = json.loads(value)["offset"] if value is not None else None
+            body = json.loads(value) if value is not None else None
+            offset = body["offset"] if body is not None else None
         except (ValueError, TypeError, KeyError) as exc:
             raise FormatError(f"source offset record: {exc}") from None
         if connector != SOURCE_CONNECTOR or offset is None:
             return None
+        topic_id = body.get(TOPIC_ID_FIELD) if isinstance(body, dict) else None
         try:
-            return cls(str(partition["cluster"]), str(partition["topic"]), int(partition["partition"]), int(offset))
+            return cls(
+                str(partition["cluster"]),
+                str(partition["topic"]),
+                int(partition["partition"]),
+                int(offset),
+                None if topic_id is None else str(topic_id),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"source offset record: missing or bad field {exc}") from None
+
+
+TOPIC_ID_FIELD = "smm.topic.id"
 
 
 def _json(value: object) -> bytes:

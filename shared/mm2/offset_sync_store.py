@@ -10,7 +10,9 @@ Translation follows MM2's ``OffsetSyncStore`` (KAFKA-14666):
 - no syncs for the partition, or ``U`` older than the oldest kept sync: no translation;
 - a sync whose upstream offset is lower than the newest one (the source partition was rewound, or a batch was
   mirrored again) replaces the whole history; so does one whose downstream offset went lower (the remote topic
-  was recreated), since older syncs then point into a log that no longer exists.
+  was recreated), since older syncs then point into a log that no longer exists. A sync with both offsets lower
+  that fits between the syncs around it is an older one arriving late (two pollers of the partition overlapping
+  during a rebalance write out of order, which MM2's single task never does): it is ignored, not a rewind.
 
 The history kept is this project's stronger rule (``mm2.md`` §7). MM2 keeps 64 syncs per partition, spaced
 exponentially, so on a steady partition a translation can be off by far more than ``offset.lag.max``. Here every
@@ -61,6 +63,8 @@ class _PartitionSyncs:
     def add(self, upstream: int, downstream: int, dense_cap: int) -> None:
         if self.upstream:
             last_up, last_down = self.newest()
+            if upstream < last_up and downstream < last_down and self._fits(upstream, downstream):
+                return  # an older pair arriving late (two pollers overlapping in a rebalance): history stands
             if upstream < last_up or downstream < last_down:
                 self.clear()
             elif upstream == last_up:
@@ -70,6 +74,13 @@ class _PartitionSyncs:
         self.downstream.append(downstream)
         if len(self.upstream) > dense_cap:
             self._evict(max(1, dense_cap // 8))
+
+    def _fits(self, upstream: int, downstream: int) -> bool:
+        """Whether (upstream, downstream) lies between the dense syncs around it, both offsets in order."""
+        i = bisect_right(self.upstream, upstream)
+        after_previous = i == 0 or self.downstream[i - 1] <= downstream
+        before_next = i == len(self.upstream) or self.downstream[i] >= downstream
+        return after_previous and before_next
 
     def clear(self) -> None:
         del self.upstream[:]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from shared.mm2.formats import Header
+
 PROVENANCE_HEADER = "__smm.path"
 _SEPARATOR = ","
-
-Header = tuple[str, bytes]
 
 
 def path_of(headers: Sequence[Header]) -> list[str]:

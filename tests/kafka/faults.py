@@ -1,4 +1,5 @@
-"""Helpers for the fault-injection suite (``test_faults``): workloads, faults, and the lost/duplicated tally.
+"""Helpers for the fault-injection suite (``test_faults``): workloads, faults, the lost/duplicated tally, and
+the results file the README's fault table is made from (``FaultReport``, ``fault_table``).
 
 Every record a workload produces has a unique value (``topic/partition/n``), so comparing source and target
 tells a lost record from a duplicated one and shows whether first occurrences kept the source's order.
@@ -8,6 +9,9 @@ nothing for at-least-once (whose mirror writes no transactions).
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +29,17 @@ import pytest
 from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from functions.mirror.handler import Handler, build_handler
 from functions.mirror.mirror import BatchReport, Mirror
 from shared.aws.esm_event import SourceRecord
 from shared.kafka.clients import KafkaClients
 from shared.kafka.groups import TopicRecord, read_topic
 from shared.kafka.producers import KafkaPythonProducer
+from shared.local import emulator
 from shared.mm2 import config
 from shared.mm2.config import FlowConfig, MirrorConfig
 from shared.mm2.formats import OffsetSync
+from tests.kafka import fault_table
 from tests.kafka.support import SINGLE_BROKER, run_flows
 
 # Delivery modes the suite runs in, with the flow settings each needs; in exactly-once mode the tally also
@@ -184,6 +192,11 @@ class SteadyProducer:
         with self._lock:
             self._partitions[topic] = partitions
 
+    def finish_after(self, more: int) -> None:
+        """Send ``more`` records after those sent so far, then end (``wait_done``)."""
+        with self._lock:
+            self.total = self._sent + more
+
     def wait_done(self, timeout: float) -> None:
         """Until ``total`` records were sent (the thread ends by itself)."""
         self._thread.join(timeout)
@@ -208,10 +221,12 @@ class InjectedFault(RuntimeError):
 
 @dataclass
 class Injection:
-    """Makes a patched method raise instead of running on chosen calls: the failure lands at one exact point of
-    a batch. Only calls that ``matches`` are counted, so other flows' and topics' batches are left alone."""
+    """Makes a patched method raise instead of running on chosen calls (or, with ``after``, once it has run): the
+    failure lands at one exact point of a batch. Only calls that ``matches`` are counted, so other flows' and
+    topics' batches are left alone."""
 
     fail_on: Collection[int]
+    after: bool = False
     calls: int = 0
     fired: int = 0
 
@@ -230,6 +245,8 @@ class Injection:
             self.calls += 1
             if self.calls not in self.fail_on:
                 return real(obj, *args, **kwargs)
+            if self.after:
+                real(obj, *args, **kwargs)
             self.fired += 1
             raise InjectedFault(f"injected into {owner.__name__}.{name}, call {self.calls}")
 
@@ -253,6 +270,43 @@ class LongestBatch:
                 self.seconds = max(self.seconds, time.monotonic() - started)
 
         monkeypatch.setattr(Mirror, "mirror", timed)
+
+
+@dataclass
+class FailedBatches:
+    """Counts the batches whose handler invocation raised in the in-process local runtime: what the emulated ESM
+    retries as a failed batch. ``after_ack`` adds up the failures the mirror reported and survived in batches
+    that succeeded (``afterAckFailures``: offset syncs or gap checks that failed once the records were acked).
+
+    The emulator's own ``FlowTotals.failures`` is not used: it also counts consumer errors (a poller whose
+    consumer, commit or group membership broke and was replaced), which are no failed batch.
+    """
+
+    count: int = 0
+    after_ack: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Wrap every handler the emulator builds from now on (one per emulated ESM)."""
+        real = build_handler  # what the emulator calls, by this name, for each poller's handler
+
+        def counting(*args: Any, **kwargs: Any) -> Handler:
+            handler = real(*args, **kwargs)
+
+            def counted(event: dict[str, Any], context: Any) -> dict[str, Any]:
+                try:
+                    report = handler(event, context)
+                except Exception:
+                    with self._lock:
+                        self.count += 1
+                    raise
+                with self._lock:
+                    self.after_ack += int(report.get("afterAckFailures", 0))
+                return report
+
+            return counted
+
+        monkeypatch.setattr(emulator, "build_handler", counting)
 
 
 class SmmProcess:
@@ -288,10 +342,21 @@ class SmmProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
 
+    def pause(self) -> None:
+        """SIGSTOP: every thread stands still (what it had already sent still reaches the brokers)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause``."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self, timeout: float = 60.0) -> None:
         """Ctrl-C (a clean shutdown); SIGKILL if that hangs."""
         if self.proc is None or self.proc.poll() is not None:
             return
+        self.resume()  # a paused process would not see the Ctrl-C
         self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(timeout=timeout)
@@ -355,8 +420,6 @@ class FaultResult:
     missing: tuple[str, ...] = ()  # a few of the lost records, for the failure message
     notes: str = ""
 
-    COLUMNS = ("fault", "mode", "produced", "mirrored", "lost", "duplicated", "notes")
-
     @classmethod
     def tally(
         cls,
@@ -395,6 +458,18 @@ class FaultResult:
 
     def line(self) -> str:
         return " | ".join(self.cells())
+
+    def row(self) -> dict[str, Any]:
+        """The row of the results file (``fault_table`` documents its keys)."""
+        return {
+            "scenario": self.fault,
+            "mode": self.mode,
+            "source_records": self.produced,
+            "target_records": self.mirrored,
+            "lost": self.lost,
+            "duplicates": self.duplicated,
+            "notes": self.notes,
+        }
 
     def check(self) -> None:
         """lost = 0 and source order per partition in every mode; duplicated = 0 as well in exactly-once."""
@@ -445,36 +520,79 @@ def offset_sync_mismatches(
     ]
 
 
-@dataclass
 class FaultReport:
-    """The results of one module, printed as a table when the module ends (the README's Reliability table)."""
+    """The rows of one module: written to ``path`` (``fault_table.RESULTS``) as each test finishes, printed as a
+    table when the module ends; ``make fault-table`` makes the README's table from the file.
 
-    results: list[FaultResult] = field(default_factory=list)
+    The file starts empty for each run, so it holds only what this run measured (``fault_table`` documents its
+    format). Rows are kept in ``scenarios`` order, then ``modes`` order. A row is written as not passed and
+    marked passed by ``passed`` once the test's checks held.
+    """
+
+    def __init__(self, path: Path | None, scenarios: Sequence[str], modes: Sequence[str], command: str) -> None:
+        self.path = path
+        self.scenarios = list(scenarios)
+        self.modes = list(modes)
+        self.command = command
+        self.commit, self.dirty = _git_state()
+        self.started = _now()
+        self.finished: str | None = None
+        self._results: dict[tuple[str, str], FaultResult] = {}
+        self._passed: set[tuple[str, str]] = set()
+        self._write()
+
+    @property
+    def results(self) -> list[FaultResult]:
+        return [self._results[key] for key in sorted(self._results, key=self._rank)]
 
     def add(self, result: FaultResult) -> FaultResult:
-        self.results.append(result)
+        """Record (and print) a test's row; it counts as passed only once the test calls ``passed``."""
+        key = (result.fault, result.mode)
+        assert result.fault in self.scenarios, f"{result.fault!r} is not one of the suite's scenarios"
+        assert result.mode in self.modes, f"{result.mode!r} is not one of the suite's modes"
+        self._results[key] = result
+        self._passed.discard(key)
         print(result.line(), flush=True)
+        self._write()
         return result
 
+    def passed(self, result: FaultResult) -> None:
+        """The test that added ``result`` passed every check."""
+        self._passed.add((result.fault, result.mode))
+        self._write()
+
+    def finish(self) -> None:
+        self.finished = _now()
+        self._write()
+
+    def document(self) -> dict[str, Any]:
+        """The results file's content (``fault_table`` describes it)."""
+        rows = [{**r.row(), "passed": (r.fault, r.mode) in self._passed} for r in self.results]
+        missing = [f"{s} / {m}" for s in self.scenarios for m in self.modes if (s, m) not in self._results]
+        return {
+            "format": fault_table.FORMAT,
+            "about": "Rows of the fault-injection suite, tests/kafka/test_faults.py; see tests/kafka/fault_table.py.",
+            "command": self.command,
+            "commit": self.commit,
+            "dirty": self.dirty,
+            "started": self.started,
+            "finished": self.finished,
+            "expected": len(self.scenarios) * len(self.modes),
+            "missing": missing,
+            "complete": bool(self.finished) and not missing and all(r["passed"] for r in rows),
+            "columns": fault_table.COLUMNS,
+            "rows": rows,
+        }
+
     def table(self) -> str:
-        rows = [FaultResult.COLUMNS, *(r.cells() for r in self.results)]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(FaultResult.COLUMNS))]
-        numeric = {2, 3, 4, 5}
-
-        def render(row: Sequence[str]) -> str:
-            cells = (
-                c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-            return "| " + " | ".join(cells) + " |"
-
-        rule = "|" + "|".join(("-" * (w + 1) + ":") if i in numeric else "-" * (w + 2) for i, w in enumerate(widths))
-        return "\n".join([render(rows[0]), rule + "|", *(render(r) for r in rows[1:])])
+        return fault_table.markdown_table([r.row() for r in self.results], padded=True)
 
     def emit(self, pytest_config: pytest.Config) -> None:
         """Print the table past pytest's output capture, so it shows in a plain ``pytest`` run."""
-        if not self.results:
+        if not self._results:
             return
-        text = f"fault-injection results ({len(self.results)} faults)\n{self.table()}"
+        where = f"; written to {self.path}" if self.path else ""
+        text = f"fault-injection results ({len(self._results)} rows{where})\n{self.table()}"
         plugins = pytest_config.pluginmanager
         reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
         if reporter is None or capture is None:  # pytest run without its terminal or capture plugins
@@ -484,3 +602,48 @@ class FaultReport:
             reporter.write("\n")
             for line in text.splitlines():
                 reporter.write_line(line)
+
+    def _rank(self, key: tuple[str, str]) -> tuple[int, int]:
+        return self.scenarios.index(key[0]), self.modes.index(key[1])
+
+    def _write(self) -> None:
+        """Replace the file in one step, so a reader never sees half of it."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(self.document(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(partial, self.path)
+
+
+def pytest_command(pytest_config: pytest.Config) -> str:
+    """The command line that started this pytest run, as typed (``.venv/bin/pytest -q tests/kafka/...``)."""
+    program = Path(sys.argv[0])
+    if program.name == "__main__.py":
+        head = ["python", "-m", "pytest"]
+    elif program.is_absolute() and program.is_relative_to(Path.cwd()):
+        head = [program.relative_to(Path.cwd()).as_posix()]
+    else:
+        head = [str(program)]
+    return shlex.join([*head, *pytest_config.invocation_params.args])
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _git_state() -> tuple[str | None, bool | None]:
+    """(HEAD's commit, whether tracked files differ from it), or (None, None) outside a git checkout."""
+    root = fault_table.ROOT
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+    return head.stdout.strip(), bool(status.stdout.strip())

@@ -38,7 +38,7 @@ from shared.kafka.clients import KafkaClients
 from shared.local import emulator
 from shared.local.broker import LocalBroker, free_port
 from shared.mm2.config import MirrorConfig
-from tests.kafka.support import SINGLE_BROKER, make_config, read_all
+from tests.kafka.support import SINGLE_BROKER, fresh_aliases, make_config, read_all
 
 pytestmark = pytest.mark.kafka
 
@@ -75,7 +75,8 @@ def smm_run(cfg: MirrorConfig, refresh_seconds: float = 1.0) -> Iterator[None]:
         thread.join(timeout=60)
 
 
-def wait_for(what: str, check: Callable[[], T], timeout: float = 20.0) -> T:
+def wait_for(what: str, check: Callable[[], T], timeout: float = 90.0) -> T:
+    """``check()``'s first truthy result; the timeout is a ceiling for a loaded machine, not a measure."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -204,8 +205,19 @@ def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_new_topic_partitions_and_config_changes_reach_the_remote_while_running(
     kafka_clusters: dict[str, str], unique_prefix: str
 ) -> None:
-    topic, remote = f"{unique_prefix}.orders", f"A.{unique_prefix}.orders"
-    cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"}, **{"sync.topic.configs.interval.seconds": "1"})
+    # Fresh aliases: the flow's state topic is new to B, so its appearance shows the runtime's config sync runs.
+    source, target = fresh_aliases(unique_prefix)
+    topic, remote = f"{unique_prefix}.orders", f"{source}.{unique_prefix}.orders"
+    cfg = make_config(
+        {source: kafka_clusters["A"], target: kafka_clusters["B"]},
+        {f"{source}->{target}": f"{unique_prefix}.*"},
+        **{
+            "sync.topic.configs.interval.seconds": "1",
+            "emit.heartbeats.enabled": "false",  # not the subject; and no heartbeats under these aliases on A, B
+            "heartbeats.replication.enabled": "false",
+        },
+    )
+    state_topic = rules.state_topic(cfg.flow(source, target)).name
     source_configs = {
         "retention.ms": "3600000",
         "segment.ms": "7200000",
@@ -213,13 +225,12 @@ def test_new_topic_partitions_and_config_changes_reach_the_remote_while_running(
         "min.insync.replicas": "1",  # excluded by config.properties.exclude
     }
     with admin_for(kafka_clusters["A"]) as a, admin_for(kafka_clusters["B"]) as b, smm_run(cfg):
-        time.sleep(1.0)  # the runtime is up: this topic is new to it
+        wait_for("config sync's first pass (its state topic on B)", lambda: partitions(b, state_topic) == 1)
         a.create_topics({topic: {"num_partitions": 3, "replication_factor": 1, "configs": source_configs}})
-        created = time.monotonic()
         produce(kafka_clusters["A"], topic, 30, [0, 1, 2])
 
+        # created while the runtime runs: found by a topic refresh (every second); the wait is only a ceiling
         wait_for(f"{remote} on B", lambda: partitions(b, remote) == 3)
-        assert time.monotonic() - created < 10, "not picked up within a refresh interval (1 s) plus slack"
         assert topic_set(b, remote) == {
             "retention.ms": "3600000",
             "segment.ms": "7200000",
@@ -249,37 +260,75 @@ def test_new_topic_partitions_and_config_changes_reach_the_remote_while_running(
         wait_for("changed configs on B", lambda: topic_set(b, remote).get("retention.ms") == "7200000")
         assert topic_set(b, remote) == {"retention.ms": "7200000", "cleanup.policy": "compact,delete"}
 
+        # a change made by hand on the remote topic is undone (MM2 re-sends the configs every interval)
+        alter(b, remote, {"retention.ms": "60000"})
+        assert topic_set(b, remote).get("retention.ms") == "60000"
+        wait_for("the hand-made change undone", lambda: topic_set(b, remote).get("retention.ms") == "7200000")
 
-def test_internal_topics_have_mm2_names_and_policies(kafka_clusters: dict[str, str], unique_prefix: str) -> None:
-    cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"})
-    run_task(cfg, "A", "B")
+
+def test_internal_topics_have_mm2_names_and_policies(
+    kafka_clusters: dict[str, str], private_cluster: str, unique_prefix: str
+) -> None:
+    # Fresh aliases, so that every name below is new where it is checked: the topics are this run's. The target is
+    # this module's broker, where "heartbeats" (whose name no alias changes) is dropped first.
+    source, target = fresh_aliases(unique_prefix)
+    cfg = make_config(
+        {source: kafka_clusters["A"], target: private_cluster}, {f"{source}->{target}": f"{unique_prefix}.*"}
+    )
     expected = {
-        "A": ["mm2-offset-syncs.B.internal"],
-        "B": ["mm2-config-sync.A.internal", "A.checkpoints.internal", "heartbeats"],
+        kafka_clusters["A"]: [f"mm2-offset-syncs.{target}.internal"],
+        private_cluster: [f"mm2-config-sync.{source}.internal", f"{source}.checkpoints.internal", "heartbeats"],
     }
-    for alias, names in expected.items():
-        with admin_for(kafka_clusters[alias]) as admin:
+    assert_absent(private_cluster, "heartbeats", drop=True)
+    for bootstrap, names in expected.items():
+        for name in names:
+            assert_absent(bootstrap, name)
+
+    run_task(cfg, source, target)
+
+    for bootstrap, names in expected.items():
+        with admin_for(bootstrap) as admin:
             for name in names:
-                assert_internal(admin, name, alias)
+                assert_internal(admin, name, bootstrap)
 
 
 def test_internal_topic_names_follow_the_separator_and_location(private_cluster: str, unique_prefix: str) -> None:
     # On this module's own broker: Kafka refuses "A.x" next to "A_x" (they collide), so a "_" separator
-    # must not leave its names on the shared clusters.
+    # must not leave its names on the shared clusters. Fresh aliases: the names are new to the broker.
+    source, target = fresh_aliases(unique_prefix)
     cfg = make_config(
-        {"P": private_cluster, "Q": private_cluster},
-        {"P->Q": f"{unique_prefix}.*"},
+        {source: private_cluster, target: private_cluster},
+        {f"{source}->{target}": f"{unique_prefix}.*"},
         **{
             "replication.policy.separator": "_",
             "offset-syncs.topic.location": "target",
             "heartbeats.replication.enabled": "false",
         },
     )
-    run_task(cfg, "P", "Q")
+    names = [
+        f"mm2-config-sync.{source}.internal",
+        f"mm2-offset-syncs_{source}_internal",
+        f"{source}_checkpoints_internal",
+        "heartbeats",
+    ]
+    assert_absent(private_cluster, "heartbeats", drop=True)
+    for name in names:
+        assert_absent(private_cluster, name)
+
+    run_task(cfg, source, target)
+
     with admin_for(private_cluster) as admin:
-        names = ["mm2-config-sync.P.internal", "mm2-offset-syncs_P_internal", "P_checkpoints_internal", "heartbeats"]
         for name in names:
-            assert_internal(admin, name, "Q")
+            assert_internal(admin, name, target)
+
+
+def assert_absent(bootstrap: str, name: str, drop: bool = False) -> None:
+    """``name`` does not exist on ``bootstrap`` (after deleting it, with ``drop``): a later check sees a new topic."""
+    with admin_for(bootstrap) as admin:
+        if drop and name in admin.list_topics():
+            admin.delete_topics([name])
+            wait_for(f"{name} deleted", lambda: name not in admin.list_topics())
+        assert name not in admin.list_topics(), f"{name} already exists on {bootstrap}"
 
 
 def assert_internal(admin: KafkaAdminClient, name: str, alias: str) -> None:
@@ -293,25 +342,34 @@ def assert_internal(admin: KafkaAdminClient, name: str, alias: str) -> None:
 def test_a_cold_start_redoes_and_undoes_nothing(
     kafka_clusters: dict[str, str], unique_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"}, **{"heartbeats.replication.enabled": "false"})
-    flow = cfg.flow("A", "B")
+    # Fresh aliases: the flow's internal topics, its state topic among them, are new to A and B; this test's
+    # first run creates them and writes the only records the state topic holds.
+    source, target = fresh_aliases(unique_prefix)
+    cfg = make_config(
+        {source: kafka_clusters["A"], target: kafka_clusters["B"]},
+        {f"{source}->{target}": f"{unique_prefix}.*"},
+        **{"heartbeats.replication.enabled": "false"},
+    )
+    flow = cfg.flow(source, target)
     topics = [f"{unique_prefix}.a", f"{unique_prefix}.b"]
     with admin_for(kafka_clusters["A"]) as a:
         a.create_topics(
             {t: {"num_partitions": 2, "replication_factor": 1, "configs": {"retention.ms": "600000"}} for t in topics}
         )
     esms = MemoryReconciler()
-
-    first = run_task(cfg, "A", "B", reconciler=esms)
-    assert first["created"] == [f"A.{t}" for t in topics]
-    assert sorted(esms.calls) == [("create", t) for t in topics]
     state_topic = rules.state_topic(flow).name
+    assert_absent(kafka_clusters["B"], state_topic)
+
+    first = run_task(cfg, source, target, reconciler=esms)
+    assert first["created"] == [f"{source}.{t}" for t in topics]
+    assert sorted(esms.calls) == [("create", t) for t in topics]
     recorded = end_offset(kafka_clusters["B"], state_topic)
+    assert recorded > 0
 
     # A new container: fresh clients and task, nothing in memory; only the state topic and the brokers know.
     esms.calls.clear()
     clients = KafkaClients(cfg)
-    writes = spy_writes(clients, ("A", "B"), monkeypatch)
+    writes = spy_writes(clients, (source, target), monkeypatch)
     task = config_sync.task_for(flow, clients, reconciler=esms)
     try:
         second = task.run_once()
@@ -323,7 +381,7 @@ def test_a_cold_start_redoes_and_undoes_nothing(
         with admin_for(kafka_clusters["A"]) as a:
             alter(a, topics[0], {"retention.ms": "900000"})
         third = config_sync.task_for(flow, clients, reconciler=esms)
-        assert third.run_once()["configsAltered"] == {f"A.{topics[0]}": {"retention.ms": "900000"}}
+        assert third.run_once()["configsAltered"] == {f"{source}.{topics[0]}": {"retention.ms": "900000"}}
         assert [name for name, _ in writes] == ["alter_configs"]
         third.close()
     finally:
@@ -481,17 +539,27 @@ def test_topic_acls_are_copied_read_only(
         }
         assert not {acl for acl in copied if acl[3] == "ALLOW" and acl[2] in ("WRITE", "ALL")}
 
-        # nothing new: no ACL call at all; a new source ACL: copied on the next run
+        # nothing new: no ACL call at all; a new source ACL: copied on the next run; one deleted on the target by
+        # hand: re-created (MM2 re-sends them every interval). A new task each time: its ACL job is due at once.
         clients = KafkaClients(cfg)
         writes = spy_writes(clients, ("X", "Y"), monkeypatch)
-        task = config_sync.task_for(cfg.flow("X", "Y"), clients)
+
+        def next_run() -> dict[str, Any]:
+            task = config_sync.task_for(cfg.flow("X", "Y"), clients)
+            try:
+                return task.run_once()
+            finally:
+                task.close()
+
         try:
-            assert "aclsCreated" not in task.run_once() and writes == []
+            assert "aclsCreated" not in next_run() and writes == []
             admin.create_acls([_acl(topic, "User:gina", ACLOperation.READ, allow)])
-            again = config_sync.task_for(cfg.flow("X", "Y"), clients)
-            assert again.run_once()["aclsCreated"] == 5
-            again.close()
+            assert next_run()["aclsCreated"] == 1
+            assert ("User:gina", "*", "READ", "ALLOW") in _acls_on(admin, remote)
+            pattern = ResourcePatternFilter(ResourceType.TOPIC, remote, ACLResourcePatternType.LITERAL)
+            admin.delete_acls([ACLFilter("User:alice", None, ACLOperation.ANY, ACLPermissionType.ANY, pattern)])
+            assert ("User:alice", "*", "READ", "ALLOW") not in _acls_on(admin, remote)
+            assert next_run()["aclsCreated"] == 1
         finally:
-            task.close()
             clients.close()
-        assert ("User:gina", "*", "READ", "ALLOW") in _acls_on(admin, remote)
+        assert _acls_on(admin, remote) == copied | {("User:gina", "*", "READ", "ALLOW")}

@@ -1,22 +1,24 @@
 """Fault injection on real brokers: scenarios 18-20 of ``shared/reference/scenarios.md`` (issue 6, part 2).
 
 Each test drives a flow through one fault, compares source and target record by record, prints the row
-``fault | mode | produced | mirrored | lost | duplicated`` and asserts that nothing was lost and that each
-partition's first occurrences keep the source's order. At-least-once may duplicate (a redelivered batch is
-written again); exactly-once (``faults.MODES``) must not. The module prints
-every row as one table when it ends: the README's Reliability section shows it.
+``scenario | mode | source records | target records | lost | duplicates | notes`` and asserts that nothing was
+lost and that each partition's first occurrences keep the source's order. At-least-once may duplicate (a
+redelivered batch is written again); exactly-once (``faults.MODES``) must not. Every row goes to
+``build/reports/faults.json`` as its test finishes (format: ``fault_table``), and the module prints them as one
+table when it ends; ``make fault-table`` makes the README's Reliability table from that file.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from kafka import TopicPartition
+from kafka import IsolationLevel, OffsetSpec, TopicPartition
+from kafka.errors import KafkaError
 
 from functions.config_sync import rules
 from functions.config_sync.state import key_for
@@ -29,8 +31,11 @@ from shared.local.broker import LocalBroker, free_port
 from shared.mm2 import config
 from shared.mm2.config import FlowConfig, MirrorConfig
 from shared.mm2.formats import Checkpoint, OffsetSync
+from tests.kafka.fault_table import RESULTS
 from tests.kafka.faults import (
+    EXACTLY_ONCE,
     MODES,
+    FailedBatches,
     FaultReport,
     FaultResult,
     Injection,
@@ -40,6 +45,7 @@ from tests.kafka.faults import (
     local_runtime,
     offset_sync_mismatches,
     properties,
+    pytest_command,
     records,
     topic_ids,
     wait_drained,
@@ -51,20 +57,42 @@ from tests.kafka.test_checkpoints import consume, warm_up
 pytestmark = pytest.mark.kafka
 
 OUTAGE_SECONDS = 20.0
-RESUME_SECONDS = 10.0  # the producer reconnects within 1 s (kafka_clients: reconnect_backoff_max_ms), plus slack
+# The producer reconnects within 1 s (kafka_clients: reconnect_backoff_max_ms); the table reports the time seen. The
+# bound is only a generous ceiling that still fails a flow that waits for a whole refresh interval to come back.
+RESUME_SECONDS = 60.0
 LAMBDA_TIMEOUT = DEFAULT_FUNCTIONS["mirror"].timeout_seconds  # the deployed mirror's timeout, by default
 # Short intervals keep the module within minutes (refresh.topics and the batching window: support.SINGLE_BROKER).
 QUICK = {"emit.checkpoints.interval.seconds": "1", "emit.heartbeats.interval.seconds": "1"}
 # For a real ``smm run`` that is SIGKILLed: a 6 s session (the broker's minimum) lets the next process take over
 # the dead one's partitions quickly instead of after kafka-python's 45 s default.
 SHORT_SESSION = {"A.consumer.session.timeout.ms": "6000", "A.consumer.heartbeat.interval.ms": "1000"}
+# How many times the SIGKILLed process may be paused and found with nothing in flight (its batch was committed
+# as it was caught) before the test gives up.
+CATCH_TRIES = 20
+
+# The scenarios, in the order of the table (each in every mode of ``faults.MODES``).
+HANDLER_AFTER_FLUSH = "handler raises after the records' flush"
+OFFSET_SYNC_FAILS = "sending an offset sync fails part-way"
+KILLED_MID_FLOW = "smm run SIGKILLed mid-flow"
+TARGET_OUTAGE = f"target broker stopped {OUTAGE_SECONDS:.0f} s"
+PARTITIONS_ADDED = "partitions added mid-run (2 -> 4)"
+EVERYTHING_KILLED = "every process SIGKILLed and restarted"
+SCENARIOS = (
+    HANDLER_AFTER_FLUSH,
+    OFFSET_SYNC_FAILS,
+    KILLED_MID_FLOW,
+    TARGET_OUTAGE,
+    PARTITIONS_ADDED,
+    EVERYTHING_KILLED,
+)
 
 
 @pytest.fixture(scope="module")
 def fault_report(request: pytest.FixtureRequest) -> Iterator[FaultReport]:
-    """Collects each test's row; prints the table when the module is done."""
-    report = FaultReport()
+    """Collects each test's row in ``build/reports/faults.json`` as it finishes; prints the table at the end."""
+    report = FaultReport(RESULTS, SCENARIOS, list(MODES), pytest_command(request.config))
     yield report
+    report.finish()
     report.emit(request.config)
 
 
@@ -120,16 +148,20 @@ def tally(
 
 
 def _fail_after_flush(monkeypatch: pytest.MonkeyPatch, flow: FlowConfig, topic: str) -> Injection:
-    """The batch's records are flushed and acknowledged on the target; the handler dies before its offset syncs."""
-    injection = Injection(fail_on={2, 5})
+    """The batch's records are flushed and acknowledged on the target (exactly-once: their transactions are
+    committed); then the handler raises, before the batch's offset syncs, as a container that dies there would."""
+    injection = Injection(fail_on={2, 5}, after=True)
     injection.install(
-        monkeypatch, Mirror, "_write_offset_syncs", lambda _mirror, acked, *_: any(t == topic for t, _, _ in acked)
+        monkeypatch, Mirror, "_acknowledge", lambda _mirror, pending, *_: any(p.topic == topic for p in pending)
     )
     return injection
 
 
 def _fail_in_offset_syncs(monkeypatch: pytest.MonkeyPatch, flow: FlowConfig, topic: str) -> Injection:
-    """Some offset syncs of the batch are sent, then sending the next one fails (test_mirror fails a record)."""
+    """Some offset syncs of the batch are sent, then sending the next one fails (test_mirror fails a record).
+
+    The records are acknowledged by then: MM2 logs such a failure and goes on, and so does the mirror (the batch
+    stands, its remaining syncs are left out), unless it fails the batch, which is then redelivered."""
     injection = Injection(fail_on={3, 12})
     syncs_topic = flow.offset_syncs_topic()
 
@@ -140,20 +172,20 @@ def _fail_in_offset_syncs(monkeypatch: pytest.MonkeyPatch, flow: FlowConfig, top
     return injection
 
 
-# Where the handler fails; each leaves the batch half done in its own way. Only this test's topic is hit (the
-# flow also mirrors ``heartbeats``), so every injected failure redelivers records the tally sees.
+# Where the batch fails (scenario -> injection); each leaves it half done in its own way. Only this test's topic
+# is hit (the flow also mirrors ``heartbeats``), so every failed batch redelivers records the tally sees.
 INJECTIONS = {
-    "after the records' flush": _fail_after_flush,
-    "while writing offset syncs": _fail_in_offset_syncs,
+    HANDLER_AFTER_FLUSH: _fail_after_flush,
+    OFFSET_SYNC_FAILS: _fail_in_offset_syncs,
 }
 
 
-@pytest.mark.parametrize("point", list(INJECTIONS))
+@pytest.mark.parametrize("scenario", list(INJECTIONS))
 def test_handler_raising_part_way_is_redelivered(
     kafka_clusters: dict[str, str],
     unique_prefix: str,
     mode: str,
-    point: str,
+    scenario: str,
     fault_report: FaultReport,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -166,18 +198,26 @@ def test_handler_raising_part_way_is_redelivered(
         with SteadyProducer(kafka_clusters["A"], {topic: 3}, rate=1e6, total=1800) as producer:
             producer.wait_done(60)
             producer.stop()
-        injection = INJECTIONS[point](monkeypatch, flow, topic)
-        with local_runtime(cfg) as totals:
+        failed = FailedBatches()
+        failed.install(monkeypatch)
+        injection = INJECTIONS[scenario](monkeypatch, flow, topic)
+        with local_runtime(cfg):
             wait_drained(clients, flow, [topic], 90)
         monkeypatch.undo()
-        failures = totals["A->B"].failures
-        notes = f"{injection.fired} injected failures, {failures} failed batches redelivered"
-        result = fault_report.add(tally(clients, flow, [topic], f"handler raises {point}", mode, notes))
+        notes = (
+            f"{injection.fired} injected failures, {failed.count} failed batches redelivered, "
+            f"{failed.after_ack} failures logged after the ack"
+        )
+        result = fault_report.add(tally(clients, flow, [topic], scenario, mode, notes))
         assert injection.fired == 2, f"the fault was injected {injection.fired} times, not 2: batches too small?"
-        assert failures >= injection.fired
+        if scenario == HANDLER_AFTER_FLUSH:
+            assert failed.count >= injection.fired
+        else:  # each failed sync either failed its batch or was reported by a batch that stood
+            assert failed.count + failed.after_ack >= injection.fired
         result.check()
         source, target = records(clients, "A", topic), records(clients, "B", remote(flow, topic))
         assert offset_sync_mismatches(clients, flow, topic, source, target) == []
+        fault_report.passed(result)
     finally:
         clients.close()
 
@@ -185,18 +225,101 @@ def test_handler_raising_part_way_is_redelivered(
 # --- scenario 18, data path: smm run SIGKILLed between produce and commit --------------------------------
 
 
-def kill_between_produce_and_commit(process: SmmProcess, clients: KafkaClients, flow: FlowConfig, topic: str) -> int:
-    """SIGKILL ``process`` as soon as the target holds records whose batch is not committed yet (or after 15 s).
+def remote_partitions(clients: KafkaClients, flow: FlowConfig, topic: str) -> list[TopicPartition]:
+    info = clients.topic_info(flow.target, remote(flow, topic), refresh=True)
+    return [TopicPartition(remote(flow, topic), p) for p in range(info.partitions if info else 0)]
 
-    Returns how many such records there were: what a redelivery will write again.
+
+def end_offsets(clients: KafkaClients, alias: str, tps: list[TopicPartition], isolation: IsolationLevel) -> list[int]:
+    """End offsets of ``tps`` as a consumer with ``isolation`` sees them: ``READ_UNCOMMITTED``, the high watermark
+    (every record written); ``READ_COMMITTED``, the last stable offset (before the first open transaction)."""
+    answer = clients.admin(alias).list_partition_offsets(
+        dict.fromkeys(tps, OffsetSpec.LATEST), isolation_level=isolation
+    )
+    return [answer[tp].offset for tp in tps]
+
+
+def in_open_transactions(clients: KafkaClients, flow: FlowConfig, topic: str) -> int:
+    """Records of the remote topic written in transactions not committed (nor aborted) yet: per partition, the
+    ``read_uncommitted`` end offset minus the ``read_committed`` one.
+
+    Each remote partition has one writer (the transactional id of its source partition), so past the last stable
+    offset lie only the records of that writer's open transaction. The high watermark is read first: a commit
+    between the two reads can only make the difference smaller, so a positive one was in flight at the second.
     """
-    deadline = time.monotonic() + 15
-    ahead = 0
-    while ahead <= 0 and time.monotonic() < deadline:
-        written = on_target(clients, flow, topic)  # first: records written later cannot make ``ahead`` positive
-        ahead = written - committed(clients, flow, topic)
-    process.kill()
-    return ahead
+    tps = remote_partitions(clients, flow, topic)
+    written = end_offsets(clients, flow.target, tps, IsolationLevel.READ_UNCOMMITTED)
+    stable = end_offsets(clients, flow.target, tps, IsolationLevel.READ_COMMITTED)
+    return sum(max(0, w - s) for w, s in zip(written, stable, strict=True))
+
+
+def ahead_of_source(clients: KafkaClients, flow: FlowConfig, topic: str) -> int:
+    """Per partition, records on the target past the flow's committed source offset (the target is read first,
+    for the same reason as in ``in_open_transactions``); exact while the target holds no duplicate."""
+    tps = remote_partitions(clients, flow, topic)
+    written = end_offsets(clients, flow.target, tps, IsolationLevel.READ_UNCOMMITTED)
+    done = clients.committed_offsets(flow.source, flow.consumer_group_id(topic))
+    return sum(max(0, w - done.get(TopicPartition(topic, tp.partition), 0)) for w, tp in zip(written, tps, strict=True))
+
+
+def written_not_committed(clients: KafkaClients, flow: FlowConfig, topic: str) -> int:
+    """Source records with a copy on the target at or past the flow's committed source offset: what the group's
+    next consumer reads, and the mirror writes, again. Counted record by record, so duplicates count once."""
+    done = clients.committed_offsets(flow.source, flow.consumer_group_id(topic))
+    position = {r.value: (r.partition, r.offset) for r in records(clients, flow.source, topic)}
+    copied = {r.value for r in records(clients, flow.target, remote(flow, topic))}
+    at = [position[v] for v in copied if v in position]
+    return sum(1 for partition, offset in at if offset >= done.get(TopicPartition(topic, partition), 0))
+
+
+def settled(measure: Callable[[], int], timeout: float = 60.0) -> int:
+    """``measure()`` once two readings half a second apart agree: whatever the killed process sent has landed."""
+    previous = measure()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        current = measure()
+        if current == previous:
+            return current
+        previous = current
+    raise AssertionError(f"still changing after {timeout:g} s: {previous}")
+
+
+def kill_with_records_in_flight(
+    process: SmmProcess, clients: KafkaClients, flow: FlowConfig, topic: str, mode: str
+) -> int:
+    """SIGKILL ``process`` while records are in flight; returns how many were (always some).
+
+    In flight: in exactly-once mode, written to the target in transactions not committed
+    (``in_open_transactions``); in at-least-once mode, written to the target but not committed on the source
+    (``written_not_committed``). As soon as a quick look sees some, the process is paused (SIGSTOP) and they are
+    counted once nothing it sent is still landing; if its batch got committed meanwhile, none are left, so it is
+    resumed and caught again (up to ``CATCH_TRIES`` times). The count is thus the state at the kill itself.
+    """
+
+    def ahead() -> int:
+        return (in_open_transactions if mode == EXACTLY_ONCE else ahead_of_source)(clients, flow, topic)
+
+    def caught() -> bool:
+        try:
+            return ahead() > 0
+        except KafkaError:
+            return False
+
+    deadline = time.monotonic() + 120
+    for _ in range(CATCH_TRIES):
+        while not caught():  # as fast as the brokers answer: the batch may be committed any moment
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no records in flight seen within 120 s\n{process.tail()}")
+        process.pause()
+        left = settled(ahead)
+        if mode != EXACTLY_ONCE:
+            left = written_not_committed(clients, flow, topic)
+        if left > 0:
+            process.kill()
+            return left
+        process.resume()
+    raise AssertionError(f"{CATCH_TRIES} pauses, none with records in flight\n{process.tail()}")
 
 
 def test_smm_run_killed_mid_flow_then_restarted(
@@ -210,19 +333,25 @@ def test_smm_run_killed_mid_flow_then_restarted(
     log = tmp_path / "smm.log"
     try:
         clients.ensure_topic("A", topic, 3, 1)
-        with SteadyProducer(kafka_clusters["A"], {topic: 3}, rate=300, total=3600) as producer:
+        with SteadyProducer(kafka_clusters["A"], {topic: 3}, rate=300) as producer:
             with SmmProcess(path, log) as first:
                 wait_until("records flowing to B", lambda: on_target(clients, flow, topic) >= 300, 60, first.tail)
-                in_flight = kill_between_produce_and_commit(first, clients, flow, topic)
+                in_flight = kill_with_records_in_flight(first, clients, flow, topic, mode)
+            producer.finish_after(1800)  # the flow goes on through the restart, however long the catch took
             with SmmProcess(path, log) as second:
                 producer.wait_done(60)
                 produced = producer.stop()
                 wait_drained(clients, flow, [topic], 120, second.tail)
                 assert second.alive(), second.tail()
-        notes = f"killed with {in_flight} records written but not committed; restarted"
-        result = fault_report.add(tally(clients, flow, [topic], "smm run SIGKILLed mid-flow", mode, notes))
+        how = "(read_uncommitted minus read_committed end offsets)" if mode == EXACTLY_ONCE else "on the source"
+        notes = f"killed with {in_flight} records written to the target but not committed {how}; restarted"
+        result = fault_report.add(tally(clients, flow, [topic], KILLED_MID_FLOW, mode, notes))
         assert result.produced == produced
         result.check()
+        assert in_flight > 0
+        if mode != EXACTLY_ONCE:  # each record in flight was read and written again: a duplicate
+            assert result.duplicated >= in_flight, f"{in_flight} records in flight at the kill"
+        fault_report.passed(result)
     finally:
         clients.close()
 
@@ -259,9 +388,11 @@ def test_target_outage_resumes_by_itself(
     clients = KafkaClients(cfg)
     longest = LongestBatch()
     longest.install(monkeypatch)
+    failed = FailedBatches()
+    failed.install(monkeypatch)
     try:
         clients.ensure_topic("A", topic, 3, 1)
-        with SteadyProducer(clusters["A"], {topic: 3}, rate=100) as producer, local_runtime(cfg) as totals:
+        with SteadyProducer(clusters["A"], {topic: 3}, rate=100) as producer, local_runtime(cfg):
             wait_until("records flowing to B", lambda: on_target(clients, flow, topic) >= 200, 60)
             stopped = time.monotonic()
             target.stop()
@@ -275,15 +406,14 @@ def test_target_outage_resumes_by_itself(
             drained = wait_drained(clients, flow, [topic], 120)
         notes = (
             f"down {back - stopped:.0f} s; a batch waited up to {longest.seconds:.0f} s; first commit {resumed:.1f} s "
-            f"after the restart, drained {drained:.1f} s later; {totals['A->B'].failures} failed batches"
+            f"after the restart, drained {drained:.1f} s later; {failed.count} failed batches"
         )
-        result = fault_report.add(
-            tally(clients, flow, [topic], f"target broker stopped {OUTAGE_SECONDS:.0f} s", mode, notes)
-        )
+        result = fault_report.add(tally(clients, flow, [topic], TARGET_OUTAGE, mode, notes))
         assert result.produced == produced
         result.check()
         assert resumed < RESUME_SECONDS, f"the flow resumed {resumed:.0f} s after the target was back"
         assert longest.seconds < LAMBDA_TIMEOUT, f"a batch held the handler {longest.seconds:.0f} s, past Lambda's"
+        fault_report.passed(result)
     finally:
         clients.close()
 
@@ -312,11 +442,12 @@ def test_partitions_added_mid_run(
             producer.stop()
             wait_drained(clients, flow, [topic], 90)
         result = fault_report.add(
-            tally(clients, flow, [topic], "partitions added mid-run (2 -> 4)", mode, f"remote grown in {grown:.1f} s")
+            tally(clients, flow, [topic], PARTITIONS_ADDED, mode, f"remote grown in {grown:.1f} s")
         )
         result.check()
         mirrored = records(clients, "B", remote(flow, topic))
         assert {r.partition for r in mirrored} == {0, 1, 2, 3}, "records of the new partitions did not arrive"
+        fault_report.passed(result)
     finally:
         clients.close()
 
@@ -438,11 +569,12 @@ def test_every_process_killed_and_restarted(
             f"{len(history)} checkpoints ({after_restart} after the restart), {len(regressions)} backwards or stale; "
             f"{len(recreated)} topics re-created, {len(rewritten)} state records rewritten"
         )
-        result = fault_report.add(tally(clients, flow, topics, "every process SIGKILLed and restarted", mode, notes))
+        result = fault_report.add(tally(clients, flow, topics, EVERYTHING_KILLED, mode, notes))
         result.check()
         assert after_restart > 0, "no checkpoint was emitted after the restart"
         assert regressions == [], f"checkpoints moved backwards or were re-emitted: {regressions}"
         assert recreated == [], f"re-created (new id) or resized: {recreated}; before {ids_before}, after {ids_after}"
         assert rewritten == [], f"config sync rewrote state of unchanged topics after the restart: {rewritten}"
+        fault_report.passed(result)
     finally:
         clients.close()

@@ -52,7 +52,7 @@ def test_heartbeats_arrive_on_the_target_and_as_remote_heartbeats(
         remote = heartbeats_since(kafka_clusters["B"], "A.heartbeats", started)
         return any(h.source_cluster_alias == "A" for h, _ in own) and len(remote) >= 2
 
-    run_flows(cfg, arrived, timeout=30)
+    run_flows(cfg, arrived, timeout=120)  # a ceiling: it returns once they arrived
     finished = int(time.time() * 1000)
 
     # B's own heartbeats: Heartbeat(A, B), stamped while the runtime ran, about once a second
@@ -92,11 +92,19 @@ def test_the_mirror_turns_heartbeats_into_replication_latency(kafka_clusters: di
         clients.close()
 
 
+REMAINING_MS = 10_000  # of which the handler keeps SAFETY_MARGIN_MS (5 s): 5 s of looping, a heartbeat a second
+
+
 class ShortContext(emulator.LambdaContext):
-    """A Lambda context with little time left: the handler must stop looping well before it runs out."""
+    """A Lambda context with little time left, counting down as Lambda's does: the handler must stop looping
+    well before it runs out."""
+
+    def __init__(self, function_name: str) -> None:
+        super().__init__(function_name=function_name)
+        self.deadline = time.monotonic() + REMAINING_MS / 1000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 8_000
+        return int((self.deadline - time.monotonic()) * 1000)
 
 
 def test_lambda_handler_loops_within_one_invocation(
@@ -110,17 +118,19 @@ def test_lambda_handler_loops_within_one_invocation(
     monkeypatch.setenv("SMM_CONFIG_FILE", str(properties))
     monkeypatch.setenv("SMM_FLOW", "C->B")  # a pair whose flow is not enabled: it emits all the same
     started = int(time.time() * 1000)
-    began = time.monotonic()
+    context = ShortContext(function_name="smm-heartbeats")
     try:
-        summary = handler.lambda_handler({}, ShortContext(function_name="smm-heartbeats"))
+        summary = handler.lambda_handler({}, context)
     finally:
         handler._cache.close()
-    took = time.monotonic() - began
 
-    # 8 s remaining - 5 s safety margin = 3 s of looping: heartbeats at 0, 1 and 2 s, then it returns
-    assert took < 6
-    assert summary["C->B"] == {"emitted": 3, "failed": 0}
+    # It returned before the time Lambda would have killed it (the ceiling is the contract, not a measure) ...
+    assert context.get_remaining_time_in_millis() > 0
+    # ... after looping: 5 s of budget, a heartbeat at 0, 1, 2, 3 and 4 s at most; at least two even when a slow
+    # machine makes a run late (a late run is not made up for with a burst)
+    emitted = summary["C->B"]["emitted"]
+    assert 2 <= emitted <= 5 and summary["C->B"]["failed"] == 0, summary
     sent = [h for h, _ in heartbeats_since(kafka_clusters["B"], "heartbeats", started) if h.source_cluster_alias == "C"]
-    assert len(sent) == summary["C->B"]["emitted"]
+    assert len(sent) == emitted
     stamps = sorted(h.timestamp for h in sent)
-    assert all(500 <= b - a <= 2000 for a, b in itertools.pairwise(stamps)), stamps
+    assert all(b - a >= 500 for a, b in itertools.pairwise(stamps)), stamps  # about a second apart, never a burst

@@ -16,7 +16,17 @@ from shared.kafka.producers import Delivery, KafkaPythonProducer, send_record
 from shared.mm2.config import MirrorConfig
 from shared.mm2.formats import OffsetSync
 from shared.mm2.provenance import PROVENANCE_HEADER
-from tests.kafka.support import Record, make_config, read_all, run_flows
+from tests.kafka.support import (
+    LiveRuntime,
+    Record,
+    end_offsets,
+    keeps_holding,
+    make_config,
+    read_all,
+    run_flows,
+    running,
+    wait_until,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -75,14 +85,20 @@ def _content(r: Record) -> tuple[object, ...]:
     return (r.key, r.value, r.headers, r.timestamp)
 
 
+def _count(clusters: Mapping[str, str], alias: str, topic: str) -> int | None:
+    """Records in ``topic`` on ``alias`` (the sum of its end offsets); None while the topic does not exist."""
+    ends = end_offsets(clusters[alias], topic)
+    return sum(ends.values()) if ends else None
+
+
 def _landed(clusters: Mapping[str, str], alias: str, topic: str, count: int) -> bool:
-    return len(read_all(clusters[alias], topic, timeout=0.5)) >= count
+    return (_count(clusters, alias, topic) or 0) >= count
 
 
 def _offset_syncs(mirror_config: MirrorConfig, alias: str, topic: str) -> list[OffsetSync]:
     return [
         OffsetSync.deserialize(r.key or b"", r.value or b"")
-        for r in read_all(mirror_config.cluster(alias).bootstrap_servers[0], topic, timeout=3)
+        for r in read_all(mirror_config.cluster(alias).bootstrap_servers[0], topic)
     ]
 
 
@@ -148,25 +164,45 @@ def test_empty_partition_gets_no_syncs(kafka_clusters: dict[str, str], unique_pr
 
 
 def test_bidirectional_creates_no_loops(kafka_clusters: dict[str, str], unique_prefix: str) -> None:
-    topic = f"{unique_prefix}.t"
+    topic, probe = f"{unique_prefix}.t", f"{unique_prefix}.probe"
     for alias in ("A", "B"):
         _create(kafka_clusters[alias], topic, partitions=1)
         _produce(kafka_clusters[alias], topic, 50, partitions=1)
     pattern = f"(A\\.|B\\.)?{unique_prefix}.*"
     cfg = make_config(kafka_clusters, {"A->B": pattern, "B->A": pattern})
-
-    run_flows(
-        cfg,
-        lambda: _landed(kafka_clusters, "B", f"A.{topic}", 50) and _landed(kafka_clusters, "A", f"B.{topic}", 50),
-    )
-    time.sleep(3)  # several more refreshes: a loop would show up as A.B.* / B.A.* by now
-
     clients = KafkaClients(cfg)
-    try:
+
+    def no_loop(live: LiveRuntime, local: list[str]) -> bool:
+        """Each cluster holds its own topics and the other's copies, each copy complete and nothing more."""
         for alias, other in (("A", "B"), ("B", "A")):
-            topics = [t for t in clients.topics(alias) if unique_prefix in t]
-            assert sorted(topics) == sorted([topic, f"{other}.{topic}"])
-            assert len(read_all(kafka_clusters[alias], topic, 50)) == 50  # local topic never merged
+            names = sorted([*local, *(f"{other}.{t}" for t in local)])
+            assert [t for t in clients.topics(alias) if unique_prefix in t] == names, f"topics on {alias}"
+            for name in (topic, f"{other}.{topic}"):  # local topics never merged, copies never copied again
+                assert _count(kafka_clusters, alias, name) == 50, f"{name} on {alias}"
+            # a flow consumes only the source's own topics, never the copies the other flow made there
+            assert {t for t in live.totals(f"{alias}->{other}").topics if unique_prefix in t} == set(local)
+        return True
+
+    try:
+        with running(cfg) as live:
+            wait_until(
+                "both topics mirrored",
+                lambda: (
+                    _landed(kafka_clusters, "B", f"A.{topic}", 50) and _landed(kafka_clusters, "A", f"B.{topic}", 50)
+                ),
+            )
+            # A loop needs a topic refresh that sees A.t on B (B.t on A) as a source topic. A topic created now is
+            # found by such a refresh of each flow: once its copies exist, both flows have looked at the copies.
+            for alias in ("A", "B"):
+                _create(kafka_clusters[alias], probe, partitions=1)
+            copies = (("B", f"A.{probe}"), ("A", f"B.{probe}"))
+            wait_until(
+                "the probe topic mirrored both ways",
+                lambda: all(_count(kafka_clusters, alias, name) is not None for alias, name in copies),
+            )
+            # ... and the runtime goes on running while the test keeps looking: a loop would show up here
+            keeps_holding("no loop while the runtime runs", lambda: no_loop(live, [topic, probe]), seconds=5)
+            assert live.alive()
     finally:
         clients.close()
 
@@ -219,17 +255,30 @@ def test_identity_names_both_ways_do_not_loop(kafka_clusters: dict[str, str], un
     _produce(kafka_clusters["B"], topic, 20, partitions=1)
     identity = {"replication.policy.class": "org.apache.kafka.connect.mirror.IdentityReplicationPolicy"}
     cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*", "B->A": f"{unique_prefix}.*"}, **identity)
+    # each flow reads the other's copies back from the shared name and refuses them by provenance
+    refused = {"A->B": 20, "B->A": 30}
 
-    totals = run_flows(
-        cfg,
-        lambda: _landed(kafka_clusters, "A", topic, 50) and _landed(kafka_clusters, "B", topic, 50),
-    )
-    time.sleep(3)  # a loop would keep growing both topics from here on
+    def skipped(live: LiveRuntime) -> dict[str, int]:
+        return {flow: live.totals(flow).skipped for flow in refused}
 
+    def settled(live: LiveRuntime) -> bool:
+        """Both topics hold 50 records and every copy was read back and refused; never more than that."""
+        counts, now = {alias: _count(kafka_clusters, alias, topic) for alias in ("A", "B")}, skipped(live)
+        assert all(n <= 50 for n in counts.values()), f"a topic grew past 50 records: {counts} (skipped {now})"
+        assert all(now[f] <= refused[f] for f in refused), f"more records skipped than copies made: {now}"
+        return counts == {"A": 50, "B": 50} and now == refused
+
+    with running(cfg) as live:
+        # The copies are refused once the other flow has read them: wait for exactly that, while it runs ...
+        wait_until("every copy read back and refused", lambda: settled(live))
+        # ... then keep looking while it still runs: a loop would grow both topics from here on
+        keeps_holding("nothing more mirrored or skipped", lambda: settled(live), seconds=5)
+        assert live.alive()
+
+    assert {flow: totals.skipped for flow, totals in live.final.items()} == refused
     on_a = read_all(kafka_clusters["A"], topic, 50)
     on_b = read_all(kafka_clusters["B"], topic, 50)
     assert len(on_a) == 50 and len(on_b) == 50
-    assert totals["A->B"].skipped == 20 and totals["B->A"].skipped == 30  # the copies, refused by provenance
     assert sorted(r.value or b"" for r in on_a) == sorted(r.value or b"" for r in on_b)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics
 from kafka import KafkaAdminClient, TopicPartition
 
 from functions.mirror.handler import build_handler
-from functions.mirror.mirror import Mirror, OversizedRecordError
+from functions.mirror.mirror import Mirror, OversizedRecordError, TopicNotMirroredError
 from shared.aws.esm_event import EventError, SourceRecord, build_event
 from shared.cli.failover import flow_status
 from shared.kafka.clients import KafkaClients
@@ -115,24 +116,21 @@ def test_oversized_record_dead_lettered_when_configured(kafka_clusters: dict[str
     assert headers["smm.source.topic"] == topic.encode() and headers["smm.source.offset"] == b"2"
 
 
-def test_records_of_filtered_and_looping_topics_are_counted_not_mirrored(
-    kafka_clusters: dict[str, str], unique_prefix: str
-) -> None:
+def test_a_batch_of_a_filtered_or_looping_topic_fails_whole(kafka_clusters: dict[str, str], unique_prefix: str) -> None:
+    """A mapping that delivers a topic the flow does not mirror is stale: the invocation fails (the group keeps
+    its position) and nothing of the batch reaches the target, not even the records of mirrored topics."""
     cfg = make_config(kafka_clusters, {"A->B": f"(B\\.)?{unique_prefix}\\.keep"})
     handler, _ = _handler(cfg)
-    records = (
-        _records(f"{unique_prefix}.other", range(2))
-        + _records(f"B.{unique_prefix}.keep", range(3))  # came from B: sending it back would loop
-        + _records(f"{unique_prefix}.keep", range(1))
-    )
     _create(kafka_clusters["A"], f"{unique_prefix}.keep")
-
-    result = handler(build_event(records, [kafka_clusters["A"]]), LambdaContext("smm-mirror-A-B"))
-
-    assert result["skipped"] == {"filtered": 2, "cycle": 3}
-    assert result["mirrored"] == 1
+    kept = _records(f"{unique_prefix}.keep", range(1))
+    for stale, reason in ((f"{unique_prefix}.other", "filtered"), (f"B.{unique_prefix}.keep", "cycle")):
+        with pytest.raises(TopicNotMirroredError, match=rf"{re.escape(stale)}'? \({reason}\)"):
+            event = build_event(kept + _records(stale, range(2)), [kafka_clusters["A"]])
+            handler(event, LambdaContext("smm-mirror-A-B"))
     topics = KafkaClients(cfg).topics("B")
-    assert f"A.{unique_prefix}.other" not in topics and f"A.B.{unique_prefix}.keep" not in topics
+    assert not {f"A.{unique_prefix}.other", f"A.B.{unique_prefix}.keep", f"A.{unique_prefix}.keep"} & set(topics)
+    result = handler(build_event(kept, [kafka_clusters["A"]]), LambdaContext("smm-mirror-A-B"))
+    assert result["mirrored"] == 1
 
 
 def test_records_deleted_before_mirroring_are_reported_as_a_gap(
@@ -154,9 +152,7 @@ def test_records_deleted_before_mirroring_are_reported_as_a_gap(
     result = handler(build_event(_records(topic, range(15, 20)), [kafka_clusters["A"]]), LambdaContext("f"))
 
     assert result["gaps"] == 1 and result["gapRecords"] == 5
-    (gap,) = [
-        r for r in read_all(kafka_clusters["B"], "mm2-gaps.A.internal", timeout=5) if r.key == f"{topic}-0".encode()
-    ]
+    (gap,) = [r for r in read_all(kafka_clusters["B"], "mm2-gaps.A.internal") if r.key == f"{topic}-0".encode()]
     assert GapEvent.deserialize(gap.value or b"") == GapEvent(topic, 0, 10, 15, 5, gap.timestamp)
     status = flow_status(KafkaClients(cfg), cfg.flow("A", "B"))
     assert status["gaps"]["events"] >= 1 and status["gaps"]["lostRecords"] >= 5

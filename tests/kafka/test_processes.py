@@ -41,9 +41,9 @@ def test_two_processes_share_the_partitions_and_lose_nothing(
         clients.ensure_topic("A", topic, 6, 1)
         steady = SteadyProducer(kafka_clusters["A"], {topic: 6}, rate=300, total=4800)
         with steady as producer, SmmProcess(path, log, processes=2) as smm:
-            producer.wait_done(60)
+            producer.wait_done(120)
             produced = producer.stop()
-            wait_drained(clients, flow, [topic], 90, smm.tail)
+            wait_drained(clients, flow, [topic], 180, smm.tail)
         result = FaultResult.tally(
             "two processes", "at-least-once", [(records(clients, "A", topic), records(clients, "B", f"A.{topic}"))]
         )
@@ -69,7 +69,7 @@ def test_a_consumer_that_dropped_out_of_its_group_is_replaced(
     clients.ensure_topic("A", topic, 2, 1)
     consumer = esm_consumer(clients, flow, topic)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a ceiling: it joins within seconds
         while not members(clients, poller.group_id) and time.monotonic() < deadline:
             consumer.poll_records(0.5, 10)
         poller._check_membership()  # in the group: nothing to do

@@ -195,3 +195,15 @@ def properties(files: Sequence[Path], timeout: float = TIMEOUT_SECONDS) -> dict[
         raise RuntimeError(f"PropertiesDump failed (exit {proc.returncode}); stderr tail:\n{_tail(proc.stderr)}")
     result: dict[str, dict[str, str]] = json.loads(proc.stdout)
     return result
+
+
+def translate_offsets(bootstrap: str, remote_alias: str, group: str, timeout: float = 120.0) -> dict[str, list[Any]]:
+    """MM2's ``RemoteClusterUtils.translateOffsets`` on the target at ``bootstrap``: "topic-partition" ->
+    [offset, metadata], read from ``<remote_alias>.checkpoints.internal`` by MM2's own client code."""
+    classes = compiled_classes()
+    cmd = [_tool("java"), *JVM_OPTIONS, "-cp", _classpath(classes), "TranslateOffsets", bootstrap, remote_alias, group]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"TranslateOffsets failed (exit {proc.returncode}); stderr tail:\n{_tail(proc.stderr)}")
+    result: dict[str, list[Any]] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result

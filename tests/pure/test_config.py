@@ -185,9 +185,11 @@ config.storage.replication.factor=1
     assert flow.settings.replication_factor == 1
     assert flow.settings.checkpoints_topic_replication_factor == 1
     assert flow.settings.topics == (".*",)
-    assert len(config.warnings) == 3
-    for key in ("offset.storage", "status.storage", "config.storage"):
+    assert len(config.warnings) == 2
+    for key in ("status.storage", "config.storage"):
         assert any(w.key.startswith(key) and w.strict for w in config.warnings)
+    # the worker's offsets topic is where exactly-once mode keeps MM2's source offsets: used, so no warning
+    assert flow.offsets_topic().replication_factor == 1
 
 
 # --- parse(): defaults, flows, overrides ------------------------------------------------------------------
@@ -460,6 +462,9 @@ ERROR_CASES = [
         ["offset-syncs.topic.location set", "MirrorSourceConnector can't setup offset-syncs"],
     ),
     pytest.param({"A.ssl.keystore.type": "BKS"}, (), ["A.ssl.keystore.type", "JKS, PKCS12"]),
+    pytest.param({"smm.dead.letter.topic": "dead letters"}, (), ["smm.dead.letter.topic", "'dead letters'", "249"]),
+    pytest.param({"smm.dead.letter.topic": ".."}, (), ["smm.dead.letter.topic", "not '.' or '..'"]),
+    pytest.param({"offset.storage.replication.factor": "0"}, (), ["offset.storage.replication.factor", "-1"]),
     pytest.param({"A.ssl.enabled.protocols": "TLSv1.1"}, (), ["A.ssl.enabled.protocols", "TLSv1.2, TLSv1.3"]),
     pytest.param({"A.sasl.oauthbearer.token.endpoint.url": "https://x"}, (), ["A.sasl.oauthbearer", "weaken"]),
     pytest.param(
@@ -661,7 +666,6 @@ def test_load_malformed_unicode_escape_is_a_config_error(tmp_path: Path, line: s
     [
         "tasks.max",
         "config.storage.replication.factor",
-        "offset.storage.replication.factor",
         "status.storage.replication.factor",
         "dedicated.mode.enable.internal.rest",
         "listeners",

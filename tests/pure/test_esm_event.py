@@ -113,3 +113,10 @@ def test_by_partition_keeps_order_within_each_partition() -> None:
 def test_size_counts_key_value_and_headers() -> None:
     assert RECORDS[0].size == 2 + 3 + 2 + 2
     assert RECORDS[1].size == 0
+
+
+def test_a_null_header_value_stays_null_through_the_event() -> None:
+    record = SourceRecord("t", 0, 5, 1, "CREATE_TIME", b"k", b"v", [("null", None), ("empty", b""), ("x", b"\xff")])
+    event = build_event([record], ["h:1"])
+    assert event["records"]["t-0"][0]["headers"] == [{"null": None}, {"empty": []}, {"x": [255]}]
+    assert parse_event(event)[1] == [record]

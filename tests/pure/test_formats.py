@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from shared.mm2.formats import Checkpoint, FormatError, Heartbeat, OffsetSync, SourceOffset
@@ -293,3 +295,13 @@ def test_source_offset_of_other_records_is_none(key: bytes, value: bytes | None)
 def test_malformed_source_offset_is_a_format_error(key: bytes, value: bytes) -> None:
     with pytest.raises(FormatError, match="source offset record"):
         SourceOffset.deserialize(key, value)
+
+
+def test_source_offset_keeps_the_topic_id_where_mm2_reads_only_the_offset() -> None:
+    mm2_written = SourceOffset.deserialize(
+        b'["MirrorSourceConnector",{"cluster":"A","partition":0,"topic":"t"}]', b'{"offset":7}'
+    )
+    assert mm2_written == SourceOffset("A", "t", 0, 7)
+    ours = SourceOffset("A", "t", 0, 7, "q4vL6QhXTJG2eLn7Ln_ZbA")
+    assert json.loads(ours.record_value()) == {"offset": 7, "smm.topic.id": "q4vL6QhXTJG2eLn7Ln_ZbA"}
+    assert SourceOffset.deserialize(ours.record_key(), ours.record_value()) == ours

@@ -254,3 +254,15 @@ def test_invalid_checkpoint_records_are_skipped() -> None:
     assert store.invalid_records == 2
     store.clear()
     assert store.invalid_records == 0 and not store.loaded
+
+
+def test_an_older_sync_arriving_late_keeps_the_history() -> None:
+    """Two pollers overlapping in a rebalance write out of order; MM2's single task never does. A sync that fits
+    between the kept ones is stale, not a rewind: the history (and its translations) stands."""
+    store = OffsetSyncStore()
+    for up, down in ((0, 0), (100, 100), (200, 200), (150, 150)):  # 150 arrives after 200
+        store.add(OffsetSync("t", 0, up, down))
+    store.mark_read_to_end()
+    assert store.translate_downstream("t", 0, 120) == 101 and store.translate_downstream("t", 0, 200) == 200
+    store.add(OffsetSync("t", 0, 50, 300))  # the partition mirrored again from 50: a real rewind, as in MM2
+    assert store.translate_downstream("t", 0, 120) == 301 and store.translate_downstream("t", 0, 10) is None
