@@ -70,7 +70,7 @@ def main() -> None:
         deployment = deployment_from(config_path, app.node.try_get_context("settings"))
     except (ConfigError, SettingsError) as exc:
         sys.exit(f"infra.app: {exc}")
-    for warning in deployment.config.warnings:
+    for warning in (*deployment.config.warnings, *deployment.warnings):
         print(f"infra.app: warning: {warning}", file=sys.stderr)
     add_stack(app, deployment)
     check(app)

@@ -4,10 +4,13 @@
 runners have Docker. The runtime dependencies are pure Python (kafka-python, Powertools, pyjks, the MSK IAM
 signer and theirs) or manylinux wheels for both Lambda architectures (crc32c, cryptography, pycryptodomex;
 confluent-kafka, whose wheels are manylinux_2_28, which the Amazon Linux 2023 runtimes this project deploys
-satisfy), so pip can fetch them for the Lambda platform and Python version from any host. boto3 is left out: the
-Lambda runtime brings it. Each build is cached under ``build/lambda/<digest>`` where the digest covers the pinned
-requirements, the target platform and every source file, so an unchanged tree is never rebuilt and a changed
-one always is.
+satisfy), so pip can fetch them for the Lambda platform and Python version from any host. boto3 and botocore are
+shipped too, at the versions installed here: the runtime's bundled SDK lags behind and may not know the Lambda
+API parameters config sync sends (event-source mapping tags, provisioned pollers, metrics), and the tests and the
+botocore-model checks ran with these. The asset comes first on the function's path, so its copies win.
+
+Each build is cached under ``build/lambda/<digest>`` where the digest covers the pinned requirements, the target
+platform and every source file, so an unchanged tree is never rebuilt and a changed one always is.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = PROJECT_ROOT / "build" / "lambda"
-# What the functions import besides the standard library and boto3; versions pinned to the dev environment's
-# so the code that passed the tests is the code that is deployed.
+# What the functions import besides the standard library, and the AWS SDK with its dependencies; versions pinned
+# to the dev environment's so the code that passed the tests is the code that is deployed.
+AWS_SDK = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six")
 DISTRIBUTIONS = (
+    *AWS_SDK,
     "kafka-python",
     "aws-lambda-powertools",
     "crc32c",
@@ -40,8 +45,8 @@ DISTRIBUTIONS = (
     "pyasn1",
     "pyasn1-modules",
 )
-# Installed without their dependencies: pyjks's twofish (BKS stores only) has no wheels, and the signer's boto3,
-# botocore and click are the runtime's or unused.
+# Installed without their dependencies: pyjks's twofish (BKS stores only) has no wheels, and of the signer's,
+# boto3 and botocore come pinned in ``AWS_SDK`` and click is unused.
 WITHOUT_DEPENDENCIES = ("pyjks", "aws-msk-iam-sasl-signer-python")
 PACKAGES = ("shared", "functions")
 # The layers above the functions (pyproject.toml's import contract): the local runtime and the command line.

@@ -17,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from functions.heartbeats import health
 from shared.aws import providers
 from shared.aws.config_source import ProvisionedPollers
 from shared.mm2 import properties
@@ -64,6 +65,7 @@ _MSK_ARN = re.compile(r"arn:aws[a-z-]*:kafka:[a-z0-9-]+:\d{12}:cluster/[A-Za-z0-
 _SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}")
 _KMS_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
 _DESTINATION_ARN = re.compile(r"arn:aws[a-z-]*:(sqs|sns|s3):[a-z0-9-]*:(\d{12})?:[A-Za-z0-9_.\-]+")
+KAFKA_DESTINATION_PREFIX = "kafka://"
 _KAFKA_DESTINATION = re.compile(r"kafka://[A-Za-z0-9._\-]{1,249}")
 _SNS_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+")
 _VPC_ID = re.compile(r"vpc-[0-9a-f]{8,17}")
@@ -78,6 +80,17 @@ class SettingsError(ValueError):
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = list(problems)
         super().__init__("invalid deploy settings:\n  - " + "\n  - ".join(self.problems))
+
+
+class Egress(Enum):
+    """How a VPC reaches AWS APIs: what on-demand Kafka pollers in it need besides the brokers.
+
+    Synth cannot see the VPC, so the settings say; ``UNKNOWN`` makes synth list what is needed.
+    """
+
+    NAT = "nat"  # a NAT gateway (or another route to the public endpoints)
+    ENDPOINTS = "endpoints"  # interface endpoints for Lambda and STS (and Secrets Manager when a secret is used)
+    UNKNOWN = "unknown"
 
 
 class Auth(Enum):
@@ -101,11 +114,12 @@ class Auth(Enum):
 
 @dataclass(frozen=True)
 class Network:
-    """Subnets and security groups in one VPC (ids only: synth makes no AWS lookups)."""
+    """Subnets and security groups in one VPC (ids only: synth makes no AWS lookups), and how it reaches AWS."""
 
     vpc_id: str
     subnet_ids: tuple[str, ...]
     security_group_ids: tuple[str, ...]
+    egress: Egress = Egress.UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,8 @@ DEFAULT_FUNCTIONS = {
 class AlarmSettings:
     replication_latency_seconds: int = 60
     offset_lag_records: int = 10_000
+    # No heartbeat crossing a flow for this long is a stall (whatever its cause: mapping, network, credentials).
+    heartbeat_age_seconds: int = 300
     topic_arn: str | None = None
 
 
@@ -341,6 +357,7 @@ def _network(r: _Reader) -> Network:
         vpc_id=r.text("vpc_id", _VPC_ID, "a VPC id such as vpc-0123456789abcdef0") or "",
         subnet_ids=r.ids("subnet_ids", _SUBNET_ID, "subnet-0123456789abcdef0"),
         security_group_ids=r.ids("security_group_ids", _SG_ID, "sg-0123456789abcdef0"),
+        egress=Egress(r.choice("egress", [e.value for e in Egress], Egress.UNKNOWN.value)),
     )
     if not network.vpc_id:
         r.problems.append(f"{r.key('vpc_id')}: missing")
@@ -457,6 +474,7 @@ def _alarms(r: _Reader) -> AlarmSettings:
             "replication_latency_seconds", 1, 86_400, defaults.replication_latency_seconds
         ),
         offset_lag_records=r.number("offset_lag_records", 1, 10**12, defaults.offset_lag_records),
+        heartbeat_age_seconds=r.number("heartbeat_age_seconds", 60, 86_400, defaults.heartbeat_age_seconds),
         topic_arn=r.text("topic_arn", _SNS_ARN, "an SNS topic ARN"),
     )
     r.done()
@@ -500,6 +518,9 @@ class Deployment:
     settings: DeploySettings
     clusters: Mapping[str, ClusterPlan]
     mirrored_flows: tuple[FlowConfig, ...]
+    # What synth lets through but you should know (infra.app prints them): settings that let a mapping skip a
+    # batch, network paths synth cannot see.
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def resolve(cls, config: MirrorConfig, config_text: str, settings: DeploySettings) -> Deployment:
@@ -522,12 +543,15 @@ class Deployment:
             clusters[alias] = ClusterPlan(
                 cluster, settings.cluster(alias), _auth(cluster, settings.cluster(alias), problems)
             )
+        warnings: list[str] = []
         for flow in flows:
             _check_flow(flow, settings, clusters[flow.source], problems)
+            _check_event_source(flow, settings, clusters[flow.source], problems, warnings)
+        _check_heartbeat_alarm(config, settings, problems)
         _check_lambda_can_read(config, config_text, problems)
         if problems:
             raise SettingsError(problems)
-        return cls(config, config_text, settings, clusters, flows)
+        return cls(config, config_text, settings, clusters, flows, tuple(warnings))
 
     @property
     def enabled_flows(self) -> tuple[FlowConfig, ...]:
@@ -586,7 +610,7 @@ def _check_lambda_can_read(config: MirrorConfig, config_text: str, problems: lis
 
 def _auth(cluster: ClusterConfig, settings: ClusterSettings, problems: list[str]) -> Auth:
     """The cluster's authentication, from ``security.protocol``/``sasl.mechanism``, checked against settings."""
-    protocol = cluster.client.get("security.protocol", "PLAINTEXT").strip()
+    protocol = _protocol(cluster)
     mechanism = cluster.client.get("sasl.mechanism", "").strip()
     alias = cluster.alias
     has_secret = bool(settings.secret_arn or settings.create_secret)
@@ -634,6 +658,10 @@ def _auth(cluster: ClusterConfig, settings: ClusterSettings, problems: list[str]
     return auth
 
 
+def _protocol(cluster: ClusterConfig) -> str:
+    return cluster.client.get("security.protocol", "PLAINTEXT").strip()
+
+
 def _check_flow(flow: FlowConfig, settings: DeploySettings, source: ClusterPlan, problems: list[str]) -> None:
     """What a flow's event-source mappings need from its source cluster's settings."""
     if source.settings.is_msk:
@@ -646,3 +674,124 @@ def _check_flow(flow: FlowConfig, settings: DeploySettings, source: ClusterPlan,
         )
     if len(source.config.bootstrap_servers) > 10:
         problems.append(f"{source.alias}.bootstrap.servers: a Kafka event source takes at most 10 servers")
+
+
+def _event_source_key(flow: FlowConfig, settings: DeploySettings) -> str:
+    """Where the flow's event-source settings come from: its override, or the shared ``event_source``."""
+    return f"flow_event_sources.{flow.name}" if flow.name in settings.flow_event_sources else "event_source"
+
+
+def _check_event_source(
+    flow: FlowConfig, settings: DeploySettings, source: ClusterPlan, problems: list[str], warnings: list[str]
+) -> None:
+    """What Lambda's mappings of the flow would refuse or silently need, from their settings and source."""
+    options = settings.event_source_for(flow.name)
+    key = _event_source_key(flow, settings)
+    if _protocol(source.config) == "SASL_PLAINTEXT" and source.auth is not Auth.IAM:  # IAM: refused by _auth
+        problems.append(
+            f"{flow.name}: {source.alias}.security.protocol = SASL_PLAINTEXT: Lambda's Kafka event source speaks "
+            f"SASL only over TLS, so its mappings could not log in to the flow's source; allowed: SASL_SSL (or SSL, "
+            "or PLAINTEXT inside a VPC)"
+        )
+    destination = options.on_failure or ""
+    if destination.startswith(KAFKA_DESTINATION_PREFIX):
+        _check_failure_topic(flow, destination.removeprefix(KAFKA_DESTINATION_PREFIX), f"{key}.on_failure", problems)
+    skipping = skipping_settings(options)
+    if skipping:
+        warnings.append(
+            f"{flow.name}: {' and '.join(f'{key}.{s}' for s in skipping)}: the event-source mappings may move past "
+            "a batch they could not deliver (with a failure destination Lambda retries at most 10 times); the "
+            "mirror then copies the skipped range from the source itself before its next batch, so nothing is "
+            f"lost, but the RecoveredRecords alarm of {flow.name} fires"
+        )
+    if options.provisioned_pollers is None:
+        warning = _on_demand_network(flow, settings, source, key)
+        if warning:
+            warnings.append(warning)
+
+
+def skipping_settings(options: EventSourceSettings) -> list[str]:
+    """The settings (``key = value``) that let the flow's mappings move past a batch instead of retrying it
+    until it succeeds: what makes ``EventSourceTemplate.may_skip`` true."""
+    limits = (
+        ("max_retry_attempts", options.max_retry_attempts),
+        ("max_record_age_seconds", options.max_record_age_seconds),
+        ("on_failure", options.on_failure),
+    )
+    return [f"{name} = {json.dumps(value)}" for name, value in limits if value is not None and value != -1]
+
+
+def _check_failure_topic(flow: FlowConfig, topic: str, key: str, problems: list[str]) -> None:
+    """A Kafka failure topic is created by the deployment on the flow's source: refuse one that cannot work."""
+    where = f"{flow.name}: {key} = {json.dumps(KAFKA_DESTINATION_PREFIX + topic)}"
+    policy = flow.policy()
+    if topic.startswith("."):
+        problems.append(f"{where}: Kafka and Lambda refuse this topic name; allowed: a name not starting with '.'")
+    elif policy.is_internal_topic(topic) or policy.is_heartbeats_topic(topic):
+        problems.append(
+            f"{where}: an internal topic (Kafka's, MM2's or heartbeats) cannot take failed records; allowed: a "
+            "topic of your own, such as smm-esm-failures"
+        )
+    elif topic in flow.settings.topics:
+        problems.append(
+            f"{where}: {flow.name}.topics lists it, and a mapping's failure topic must differ from the topic it "
+            "reads; allowed: a topic the flow does not list"
+        )
+    elif flow.topic_selector().should_replicate(topic):
+        problems.append(
+            f"{where}: {flow.name}'s topic filter (topics, topics.exclude) selects it, so failed records would be "
+            f"mirrored (and a failure there sent back to it); add it to {flow.name}.topics.exclude or choose a "
+            "name the filter does not match"
+        )
+
+
+# VPC interface endpoints on-demand pollers call (the Lambda service for their control, STS for the execution
+# role's credentials), and Secrets Manager for the mapping's secrets.
+_POLLER_ENDPOINTS = ("lambda", "sts")
+_SECRET_ENDPOINT = "secretsmanager"
+
+
+def _on_demand_network(flow: FlowConfig, settings: DeploySettings, source: ClusterPlan, key: str) -> str | None:
+    """A warning for on-demand pollers inside a VPC whose way to AWS APIs the settings do not state."""
+    cluster = source.settings
+    own_network = cluster.event_source_network is not None
+    network = cluster.event_source_network or settings.network
+    if not cluster.is_msk and network is None:
+        return None  # self-managed brokers reached over the internet: pollers run in Lambda's own network
+    if network is not None and network.egress is not Egress.UNKNOWN:
+        return None
+    egress_key = f"clusters.{source.alias}.event_source_network.egress" if own_network else "network.egress"
+    region = settings.region or "<region>"
+    uses_secret = bool(cluster.secret_arn or cluster.create_secret or cluster.root_ca_secret_arn)
+    services = _POLLER_ENDPOINTS + ((_SECRET_ENDPOINT,) if uses_secret else ())
+    endpoints = ", ".join(f"com.amazonaws.{region}.{s}" for s in services)
+    where = (
+        f"MSK cluster {source.alias}, in the cluster's own subnets and security groups"
+        if cluster.is_msk
+        else f"{source.alias} inside the VPC ({egress_key.removesuffix('.egress')})"
+    )
+    msk = (
+        " MSK pollers also need the cluster's security groups to allow inbound traffic from themselves "
+        "(a self-referencing rule)."
+        if cluster.is_msk
+        else ""
+    )
+    return (
+        f"{flow.name}: on-demand event-source pollers (no {key}.provisioned_pollers) read {where}; from there they "
+        f"must reach AWS APIs: VPC interface endpoints {endpoints}, or a NAT gateway.{msk} Synth cannot see the "
+        f'VPC: set {egress_key} to "endpoints" or "nat" once one is in place (provisioned pollers need neither)'
+    )
+
+
+def _check_heartbeat_alarm(config: MirrorConfig, settings: DeploySettings, problems: list[str]) -> None:
+    """The heartbeat-age alarm must leave room for the time between two heartbeats, or it never clears."""
+    age = settings.alarms.heartbeat_age_seconds
+    for flow in health.measured_flows(config):
+        emitters = health.heartbeat_sources(config, flow)
+        interval = min(f.settings.emit_heartbeats_interval_seconds for f in emitters)
+        if age < 2 * interval:
+            problems.append(
+                f"alarms.heartbeat_age_seconds = {age}: heartbeats reach {flow.source} every {interval} s at best "
+                f"(emit.heartbeats.interval.seconds of {', '.join(f.name for f in emitters)}), so the heartbeat age "
+                f"of {flow.name} grows to {interval} s between two; allowed: at least {2 * interval}"
+            )

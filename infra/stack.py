@@ -1,4 +1,5 @@
-"""The whole deployment in one stack: configuration parameter, secrets, the four function kinds, observability."""
+"""The whole deployment in one stack: configuration parameter, secrets, the four function kinds, observability,
+and the deploy-time config-sync run that creates the event-source mappings (the stack declares none)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from constructs import Construct
 
 from infra.constructs.checkpoints import Checkpoints
 from infra.constructs.config_sync import ConfigSync
+from infra.constructs.deploy_hook import DeployHook
 from infra.constructs.function import FunctionContext
 from infra.constructs.heartbeats import Heartbeats
 from infra.constructs.mirror import MirrorFunction
@@ -43,6 +45,9 @@ class MirrorMakerStack(Stack):
             f"/{name}/mm2.properties",
             deployment.config_text,
             "Serverless MirrorMaker configuration (mm2.properties); edits take effect without a redeploy",
+            # Parameter Store picks the tier per write made with this tier: past 4 KB (the file growing, or a
+            # console edit) it becomes advanced instead of failing, and it costs nothing while it fits 4 KB.
+            tier=ssm.ParameterTier.INTELLIGENT_TIERING,
         )
         self.secrets = ClusterSecrets(self, "Secrets", deployment)
         ctx = FunctionContext(deployment, code, self.config_parameter, self.secrets)
@@ -53,14 +58,25 @@ class MirrorMakerStack(Stack):
             for flow in deployment.mirrored_flows
         ]
         templates = {m.flow.name: m.template for m in self.mirrors}
+        event_sources = self.to_json_string(config_source.event_sources_json(templates))
         self.event_sources_parameter = self._parameter(
             "EventSources",
             f"/{name}/event-sources.json",
-            self.to_json_string(config_source.event_sources_json(templates)),
+            event_sources,
             "Serverless MirrorMaker: what the event-source mappings of each flow share (written by the stack)",
         )
         self.config_sync = ConfigSync(
             self, "ConfigSync", ctx=ctx, mirrors=self.mirrors, event_sources=self.event_sources_parameter
+        )
+        needs = [self.config_parameter, self.event_sources_parameter, self.secrets]
+        self.deploy_hook = DeployHook(
+            self,
+            "DeployHook",
+            deployment=deployment,
+            config_sync=self.config_sync,
+            mirrors=self.mirrors,
+            event_sources=event_sources,
+            needs=[*needs, self.failure_queue] if self.failure_queue else needs,
         )
         self.heartbeats = Heartbeats(self, "Heartbeats", ctx=ctx)
         self.checkpoints = Checkpoints(self, "Checkpoints", ctx=ctx)
@@ -72,6 +88,10 @@ class MirrorMakerStack(Stack):
             mirrors=self.mirrors,
             scheduled=scheduled,
             alarms=deployment.settings.alarms,
+            config=deployment.config,
+            heartbeats=self.heartbeats.scheduled,
+            config_sync=self.config_sync.scheduled,
+            failure_queue=self.failure_queue,
         )
 
         CfnOutput(self, "ConfigurationParameter", value=self.config_parameter.parameter_name)
@@ -84,12 +104,20 @@ class MirrorMakerStack(Stack):
                 value=mirror.function.function_name,
             )
 
-    def _parameter(self, construct_id: str, name: str, value: str, description: str) -> ssm.StringParameter:
-        """A String parameter in the smallest tier its value fits (standard: 4 KB, advanced: 8 KB)."""
+    def _parameter(
+        self,
+        construct_id: str,
+        name: str,
+        value: str,
+        description: str,
+        tier: ssm.ParameterTier | None = None,
+    ) -> ssm.StringParameter:
+        """A String parameter in ``tier``, by default the smallest its value fits (standard: 4 KB, advanced: 8 KB)."""
         size = len(value.encode()) + _TOKEN_ALLOWANCE * value.count("${Token[")
         if size > ADVANCED_PARAMETER_BYTES:
             raise SettingsError([f"{name}: about {size} bytes; an SSM parameter holds at most 8 KB"])
-        tier = ssm.ParameterTier.STANDARD if size <= STANDARD_PARAMETER_BYTES else ssm.ParameterTier.ADVANCED
+        if tier is None:
+            tier = ssm.ParameterTier.STANDARD if size <= STANDARD_PARAMETER_BYTES else ssm.ParameterTier.ADVANCED
         return ssm.StringParameter(
             self, construct_id, parameter_name=name, string_value=value, description=description, tier=tier
         )

@@ -172,6 +172,12 @@ class ConfigSyncTask:
         result: dict[str, Any] = {"created": created, "grown": grow if grown else {}, "configsAltered": altered or {}}
         if esm:
             result["esm"] = esm.as_dict()
+        if esm is not None:
+            result["mappingsNotPolling"] = esm.not_polling
+            for topic, why in esm.not_polling.items():
+                logger.warning(
+                    "event-source mapping does not poll", extra={"flow": self.flow.name, "topic": topic, "state": why}
+                )
         return result
 
     def _sync_configs(self) -> dict[str, Any]:
@@ -242,6 +248,9 @@ class ConfigSyncTask:
     def _ensure_internal_topics(self) -> None:
         for topic in rules.internal_topics(self.flow):
             self.clients.ensure_topic(topic.cluster, topic.name, 1, topic.replication_factor, rules.COMPACT)
+        failures = self.reconciler.failure_topic if self.reconciler is not None else None
+        if failures:  # Lambda sends what a mapping gives up on there, and requires it to exist (on the source)
+            self.clients.ensure_topic(self.flow.source, failures, 1, self.flow.settings.replication_factor)
 
     def _remote(self, topic: str) -> str:
         return self.policy.format_remote_topic(self.flow.source, topic)

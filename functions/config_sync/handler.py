@@ -14,9 +14,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.config_sync import config_sync
-from functions.scheduled import ScheduledTask, TaskCache, run_tasks
-from shared.aws import config_source
+from functions.config_sync import config_sync, deployment
+from functions.scheduled import RETRY_BUDGET_SECONDS, ScheduledTask, TaskCache, budget_seconds, run_tasks
+from shared.aws import config_source, custom_resource
 from shared.aws.esm import LambdaEsmReconciler
 from shared.kafka.clients import KafkaClients
 from shared.mm2.config import MirrorConfig
@@ -46,10 +46,20 @@ def build(mirror_config: MirrorConfig, clients: KafkaClients) -> Mapping[str, Sc
 _cache = TaskCache(build, client_id="smm-config-sync")
 
 
+def fresh_tasks() -> Mapping[str, ScheduledTask]:
+    """Tasks built from the configuration and event-source parameters as they are now (a deployment just wrote
+    them), not from this container's cached copy."""
+    config_source.forget_cached()
+    _cache.close()
+    return _cache.tasks()
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    reports = run_tasks(_cache.tasks(), 0)
+    if custom_resource.is_request(event):  # cdk deploy / cdk destroy (functions/config_sync/deployment.py)
+        return deployment.on_request(event, context, fresh_tasks)
+    reports = run_tasks(_cache.tasks(), 0, retry_seconds=budget_seconds(context, RETRY_BUDGET_SECONDS))
     for flow_name, report in reports.items():
         last = report.last
         esm = last.get("esm", {})
@@ -61,11 +71,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             ("TopicConfigsAltered", len(last.get("configsAltered", {}))),
             ("AclsCreated", last.get("aclsCreated", 0)),
             ("EsmsCreated", len(esm.get("created", []))),
+            ("EsmsUpdated", len(esm.get("updated", [])) + len(esm.get("replaced", []))),
             ("EsmsDisabled", len(esm.get("disabled", []))),
             ("EsmsDeleted", len(esm.get("deleted", []))),
             ("ConfigSyncFailures", report.failures),
         ):
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        if "mappingsNotPolling" in last:  # only a run that listed the mappings knows
+            metrics.add_metric(name="MappingsNotEnabled", unit=MetricUnit.Count, value=len(last["mappingsNotPolling"]))
         metrics.flush_metrics()  # one EMF blob per flow, each with its own Flow dimension
     summary = {flow: report.last for flow, report in reports.items()}
     logger.info("config sync done", extra={"flows": summary})

@@ -21,6 +21,12 @@ from shared.mm2.formats import Heartbeat
 
 SEND_TIMEOUT_SECONDS = 30.0
 
+Clock = Callable[[], int]  # milliseconds since the epoch
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
 
 class HeartbeatError(ClusterError):
     """A heartbeat could not be written; the message names the flow, the cluster and the reason."""
@@ -36,9 +42,7 @@ class HeartbeatTask:
 
     name = "heartbeats"
 
-    def __init__(
-        self, flow: FlowConfig, clients: KafkaClients, clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
-    ) -> None:
+    def __init__(self, flow: FlowConfig, clients: KafkaClients, clock_ms: Clock = wall_clock_ms) -> None:
         self.flow = flow
         self.clients = clients
         self.topic = heartbeats_topic(flow)

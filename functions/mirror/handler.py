@@ -1,12 +1,14 @@
 """Lambda entry point of the mirror function: parse the ESM event, mirror the batch, publish metrics.
 
-``lambda_handler`` serves the flow named by ``SMM_FLOW`` with the configuration from ``shared.aws.config_source``.
-The local runtime builds the same handler with ``build_handler`` for each flow it runs.
+``lambda_handler`` serves the flow named by ``SMM_FLOW`` with the configuration from ``shared.aws.config_source``,
+through ``shared.aws.live_config``: a console edit that is not valid (or names no such flow) leaves the last good
+``Mirror`` running and publishes ``ConfigRejected``, and a refused login makes the next invocation read the secrets
+afresh. The local runtime builds the same handler with ``build_handler`` for each flow it runs.
 """
 
 from __future__ import annotations
 
-import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,27 +18,42 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from functions.mirror.mirror import BatchReport, Mirror
 from shared.aws import config_source
 from shared.aws.esm_event import parse_event
+from shared.aws.live_config import LiveConfig
 from shared.kafka.clients import KafkaClients
+from shared.kafka.failures import is_authentication_failure
+from shared.mm2.config import MirrorConfig
 
-logger = Logger(service="smm-mirror")
-metrics = Metrics(namespace="ServerlessMirrorMaker", service="smm-mirror")
+SERVICE = "smm-mirror"
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace="ServerlessMirrorMaker", service=SERVICE)
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+# Kept of the invocation's time when copying skipped ranges: one more chunk, then a clean failure.
+DEADLINE_MARGIN_SECONDS = 20.0
 
 
-def build_handler(mirror_for_invocation: Callable[[], Mirror], sink: Metrics | EphemeralMetrics = metrics) -> Handler:
+def build_handler(
+    mirror_for_invocation: Callable[[], Mirror],
+    sink: Metrics | EphemeralMetrics = metrics,
+    on_failure: Callable[[Exception], None] | None = None,
+) -> Handler:
     """The decorated handler around a provider of the (container-cached) ``Mirror``.
 
     ``sink`` is the shared Lambda ``Metrics``; the local runtime passes one ``EphemeralMetrics`` per poller
-    so concurrent pollers do not share a metric set.
+    so concurrent pollers do not share a metric set. ``on_failure`` sees what fails a batch before it is raised.
     """
 
     @sink.log_metrics  # type: ignore[untyped-decorator]
     @logger.inject_lambda_context(clear_state=True)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         mirror = mirror_for_invocation()
-        _, records = parse_event(event)
-        report = mirror.mirror(records)
+        try:
+            _, records = parse_event(event)
+            report = mirror.mirror(records, deadline=_deadline(context))
+        except Exception as exc:
+            if on_failure is not None:
+                on_failure(exc)
+            raise
         publish(report, mirror, sink)
         logger.info("batch mirrored", extra=report.as_dict())
         return report.as_dict()
@@ -55,36 +72,40 @@ def publish(report: BatchReport, mirror: Mirror, sink: Metrics | EphemeralMetric
     sink.add_metric(name="GapRecords", unit=MetricUnit.Count, value=report.gap_records)
     sink.add_metric(name="DeadLetteredRecords", unit=MetricUnit.Count, value=report.dead_lettered)
     sink.add_metric(name="SkippedRecords", unit=MetricUnit.Count, value=sum(report.skipped.values()))
+    if mirror.positions is not None:  # the mappings may skip: say whether they did
+        sink.add_metric(name="SkippedRanges", unit=MetricUnit.Count, value=report.skipped_ranges)
+        sink.add_metric(name="RecoveredRecords", unit=MetricUnit.Count, value=report.recovered_records)
     for latency in report.replication_latency_ms:
         sink.add_metric(name="ReplicationLatency", unit=MetricUnit.Milliseconds, value=latency)
 
 
+def _deadline(context: Any) -> float:
+    """When the invocation must stop copying a range the mapping skipped, so that it can still fail cleanly."""
+    return time.monotonic() + float(context.get_remaining_time_in_millis()) / 1000 - DEADLINE_MARGIN_SECONDS
+
+
+def _new_mirror(mirror_config: MirrorConfig) -> Mirror:
+    """The ``Mirror`` of this function's flow; a configuration without that flow is rejected (``ConfigError``)."""
+    flow = config_source.flow_from_environment(mirror_config)
+    clients = KafkaClients(mirror_config, client_id=f"smm-mirror-{flow.name}")
+    return Mirror(flow, clients, recover_skipped=config_source.recover_skipped())
+
+
 class _Container:
-    """What survives between invocations of one Lambda container: clients and mirrors per config text."""
+    """What survives between invocations of one Lambda container: the ``Mirror`` of the last good configuration."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._text: str | None = None
-        self._mirror: Mirror | None = None
+        self._live = LiveConfig(_new_mirror, Mirror.close, SERVICE, is_refused_login=is_authentication_failure)
 
     def mirror(self) -> Mirror:
-        text = config_source.config_text()
-        with self._lock:
-            if self._mirror is None or text != self._text:
-                if self._mirror is not None:
-                    self._mirror.close()
-                mirror_config = config_source.parse_text(text)
-                flow = config_source.flow_from_environment(mirror_config)
-                self._mirror = Mirror(flow, KafkaClients(mirror_config, client_id=f"smm-mirror-{flow.name}"))
-                self._text = text
-            return self._mirror
+        return self._live.current()
+
+    def failed(self, exc: Exception) -> None:
+        self._live.failed(exc)
 
     def close(self) -> None:
-        with self._lock:
-            if self._mirror is not None:
-                self._mirror.close()
-            self._mirror = self._text = None
+        self._live.close()
 
 
 _container = _Container()
-lambda_handler = build_handler(_container.mirror)
+lambda_handler = build_handler(_container.mirror, on_failure=_container.failed)

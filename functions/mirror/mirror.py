@@ -18,6 +18,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from functions.mirror.exactly_once import ExactlyOnceWriter
+from functions.mirror.skipped import MirroredPositions
 from shared.aws.esm_event import SourceRecord, by_partition
 from shared.kafka.clients import KafkaClients, TopicInfo
 from shared.kafka.producers import Delivery, RecordProducer
@@ -38,6 +39,10 @@ HEADER_OVERHEAD_BYTES = 10
 
 class MirrorError(RuntimeError):
     """The batch could not be mirrored completely; raising makes the ESM redeliver it."""
+
+
+class SkippedRangeUnfinishedError(MirrorError):
+    """A range the mapping skipped was not copied completely before the invocation's time ran out."""
 
 
 class OversizedRecordError(MirrorError):
@@ -81,6 +86,8 @@ class BatchReport:
     replication_latency_ms: list[int] = field(default_factory=list)
     batch_latency_ms: float = 0.0
     after_ack_failures: int = 0  # offset-sync writes or gap checks that failed after the records were acked
+    skipped_ranges: int = 0  # ranges the event-source mapping moved past, found before this batch
+    recovered_records: int = 0  # records of those ranges mirrored from the source (also in ``mirrored``)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +103,8 @@ class BatchReport:
             "replicationLatencyMs": self.replication_latency_ms,
             "batchLatencyMs": round(self.batch_latency_ms, 3),
             "afterAckFailures": self.after_ack_failures,
+            "skippedRanges": self.skipped_ranges,
+            "recoveredRecords": self.recovered_records,
         }
 
 
@@ -113,7 +122,7 @@ def unexplained_gap(expected: int, first: int, log_start: int) -> int:
 class Mirror:
     """Mirrors batches for one flow; lives as long as the container, so clients and sync state are reused."""
 
-    def __init__(self, flow: FlowConfig, clients: KafkaClients) -> None:
+    def __init__(self, flow: FlowConfig, clients: KafkaClients, recover_skipped: bool = False) -> None:
         self.flow = flow
         self.clients = clients
         self.policy = flow.policy()
@@ -121,11 +130,15 @@ class Mirror:
         self.identity = flow.uses_identity_names()
         self.planner = OffsetSyncPlanner(flow.settings.offset_lag_max)
         self.exactly_once = ExactlyOnceWriter(flow, clients) if flow.exactly_once else None
+        # The mappings may move past a batch (a retry limit, a record age, a failure destination): keep the
+        # mirrored position in Kafka and copy what they skipped from the source (functions/mirror/skipped.py).
+        self.positions = MirroredPositions(flow, clients) if recover_skipped else None
         self._next_offset: dict[tuple[str, int], int] = {}
 
     # --- one batch ---------------------------------------------------------------------------------------
 
-    def mirror(self, records: Sequence[SourceRecord]) -> BatchReport:
+    def mirror(self, records: Sequence[SourceRecord], deadline: float | None = None) -> BatchReport:
+        """Mirror one batch; ``deadline`` (``time.monotonic``) bounds the copying of skipped ranges."""
         started = time.monotonic()
         report = BatchReport(records=len(records))
         partitions = list(by_partition(records))
@@ -137,6 +150,17 @@ class Mirror:
                     f"{topic}-{partition} fails so that its position is kept; config sync disables the topic's "
                     "event-source mapping"
                 )
+        if self.positions is not None:
+            self._recover(self.positions, {key: batch[0].offset for key, batch in partitions}, report, deadline)
+        self._mirror(partitions, report)
+        if self.positions is not None:
+            positions = {key: batch[-1].offset + 1 for key, batch in partitions}
+            self._after_ack("recording the mirrored position", report, self.positions.commit, positions)
+        report.batch_latency_ms = (time.monotonic() - started) * 1000
+        return report
+
+    def _mirror(self, partitions: list[_PartitionBatch], report: BatchReport) -> None:
+        """Send, acknowledge (and in exactly-once mode commit) records of one or more partitions, then sync."""
         remotes = {key: self._remote_topic(*key) for key, _ in partitions}
         if self.exactly_once is not None:
             self.exactly_once.prepare({key: info.max_message_bytes for key, info in remotes.items()})
@@ -148,23 +172,53 @@ class Mirror:
             if self.exactly_once is not None:
                 self.exactly_once.abort(begun)
             raise
-        report.mirrored = sum(len(pairs) for _, _, pairs in acked)
+        report.mirrored += sum(len(pairs) for _, _, pairs in acked)
         # The records are acknowledged: what follows must not fail the batch (a redelivery would copy them again).
         # MM2 logs a failed offset-sync write and goes on; so does a failed gap check here.
-        states = self._after_ack("writing offset syncs", self._write_offset_syncs, acked, report) or {}
-        self._after_ack("checking for gaps", self._detect_gaps, partitions, report)
+        states = self._after_ack("writing offset syncs", report, self._write_offset_syncs, acked, report) or {}
+        self._after_ack("checking for gaps", report, self._detect_gaps, partitions, report)
         for (topic, partition), state in states.items():
             self.planner.commit(topic, partition, state)
         for (topic, partition), batch in partitions:
             self._next_offset[(topic, partition)] = batch[-1].offset + 1
-        report.batch_latency_ms = (time.monotonic() - started) * 1000
-        return report
 
-    def _after_ack(self, what: str, step: Callable[..., _T], *args: Any) -> _T | None:
+    def _recover(
+        self,
+        positions: MirroredPositions,
+        firsts: dict[tuple[str, int], int],
+        report: BatchReport,
+        deadline: float | None,
+    ) -> None:
+        """Mirror, before the batch, what the mapping skipped since the mirrored position (still on the source)."""
+        skipped = positions.skipped(firsts)
+        if not skipped:
+            return
+        log_starts = self.clients.earliest_offsets(self.flow.source, [TopicPartition(*key) for key in skipped])
+        for (topic, partition), (start, end) in sorted(skipped.items()):
+            key = (topic, partition)
+            report.skipped_ranges += 1
+            logger.warning(
+                "the event-source mapping skipped records; mirroring them from the source before the batch",
+                extra={"topic": topic, "partition": partition, "from_offset": start, "to_offset": end},
+            )
+            # what retention deleted meanwhile is a gap, as for the mapping (the gap check sees it from here)
+            self._next_offset[key] = start
+            begin = max(start, log_starts.get(TopicPartition(*key), 0))
+            for i, chunk in enumerate(positions.records(topic, partition, (begin, end))):
+                if i and deadline is not None and time.monotonic() > deadline:  # each invocation gets somewhere
+                    raise SkippedRangeUnfinishedError(
+                        f"copying the range {start}-{end} of {topic}-{partition} that the event-source mapping "
+                        f"skipped did not finish in this invocation (mirrored up to {chunk[0].offset}); the batch "
+                        "fails and its retry goes on from there"
+                    )
+                self._mirror([(key, chunk)], report)
+                report.recovered_records += len(chunk)
+                positions.commit({key: chunk[-1].offset + 1})
+
+    def _after_ack(self, what: str, report: BatchReport, step: Callable[..., _T], *args: Any) -> _T | None:
         try:
             return step(*args)
         except Exception as exc:  # already acknowledged: log, count, and let the next batch try again
-            report: BatchReport = args[-1]
             report.after_ack_failures += 1
             logger.error(
                 f"{what} failed after the records were acknowledged; the batch stands",
@@ -240,7 +294,7 @@ class Mirror:
         producers = {id(p.producer): p.producer for p in pending} or {0: self._producer(self.flow.target)}
         for producer in producers.values():
             producer.flush()
-        report.dead_lettered = len(_acknowledged(dead_letters, "dead-lettering a record"))
+        report.dead_lettered += len(_acknowledged(dead_letters, "dead-lettering a record"))
         acked = [(p.topic, p.partition, _downstream_offsets(p.topic, p.partition, p.sent)) for p in pending]
         if self.exactly_once is not None:
             for p in pending:
@@ -326,7 +380,7 @@ class Mirror:
             deliveries.extend(producer.send(topic_name, s.record_key(), s.record_value(), [], 0, now_ms) for s in syncs)
         if deliveries:
             producer.flush()
-        report.offset_syncs = len(_acknowledged(deliveries, f"writing offset syncs to {topic_name!r} on {cluster!r}"))
+        report.offset_syncs += len(_acknowledged(deliveries, f"writing offset syncs to {topic_name!r} on {cluster!r}"))
         return states
 
     def _detect_gaps(self, partitions: list[_PartitionBatch], report: BatchReport) -> None:

@@ -2,7 +2,8 @@
 
 It reads the committed offsets of the source groups the (console-editable) group filter selects and the offset
 syncs, writes ``<source>.checkpoints.internal`` on the target and, with ``sync.group.offsets.enabled``, the
-offsets of idle target groups.
+offsets of idle target groups. Only a flow deployed with group offset sync on gets rights on its target's groups,
+so switching it on in the console takes a redeploy.
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ class Checkpoints(Construct):
             source = accesses.setdefault(flow.source, p.KafkaAccess())
             target = accesses.setdefault(flow.target, p.KafkaAccess())
             p.internal_topics(source).on_topics(["*"], p.DESCRIBE_TOPIC).on_groups(["*"], p.DESCRIBE_GROUP)
-            p.internal_topics(target).on_topics([remote_topic_pattern(flow)], p.DESCRIBE_TOPIC, p.READ).on_groups(
-                ["*"], p.DESCRIBE_GROUP, p.ALTER_GROUP
-            ).transactions([flow.checkpoints_transactional_id()])
+            p.internal_topics(target).on_topics([remote_topic_pattern(flow)], p.DESCRIBE_TOPIC, p.READ).transactions(
+                [flow.checkpoints_transactional_id()]
+            )
+            if flow.settings.sync_group_offsets_enabled:  # only group offset sync looks at or writes target groups
+                target.on_groups(["*"], p.DESCRIBE_GROUP, p.ALTER_GROUP)
         p.grant_kafka_access(
             self.scheduled.smm.role,
             ctx.deployment,

@@ -1,7 +1,10 @@
 """Config sync: topics, partitions, configs and ACLs of every flow, and the event-source mappings of its topics.
 
-Its role may manage event-source mappings only of this deployment's mirror functions (``lambda:FunctionArn``
-condition), which is all config sync needs to follow regex topic filters and console edits.
+Config sync is the only owner of the mirror functions' event-source mappings: it creates them tagged with the
+deployment and the flow (``config_source.DEPLOYMENT_TAG``/``FLOW_TAG``), reads tags to tell its own from others,
+and updates, replaces or deletes only its own. Its role may change mappings only of this deployment's mirror
+functions (``lambda:FunctionArn`` condition) and tag them only with this deployment's tags. It also creates a
+flow's ``kafka://TOPIC`` failure topic on the source cluster, where Lambda writes failed records.
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ from constructs import Construct
 
 from infra import permissions as p
 from infra.constructs.function import FunctionContext
-from infra.constructs.mirror import MirrorFunction, remote_topic_pattern
+from infra.constructs.mirror import MirrorFunction, kafka_failure_topic, remote_topic_pattern
 from infra.constructs.scheduled import ScheduledFunction, schedule_period
 from shared.aws import config_source
 from shared.mm2.config import FlowConfig
 
 HANDLER = "functions.config_sync.handler.lambda_handler"
-ESM_READ_ACTIONS = ("lambda:GetEventSourceMapping",)
+ESM_READ_ACTIONS = ("lambda:GetEventSourceMapping", "lambda:ListTags")
 ESM_WRITE_ACTIONS = ("lambda:UpdateEventSourceMapping", "lambda:DeleteEventSourceMapping")
+# Also what CreateEventSourceMapping with Tags needs (tag on create).
+ESM_TAG_ACTION = "lambda:TagResource"
 
 
 def intervals(flow: FlowConfig) -> list[int]:
@@ -64,7 +69,7 @@ class ConfigSync(Construct):
         self.function.add_environment(config_source.EVENT_SOURCES_PARAMETER_ENV, event_sources.parameter_name)
         event_sources.grant_read(role)
         if mirrors:
-            self._grant_event_source_mappings(mirrors)
+            self._grant_event_source_mappings(mirrors, ctx.deployment.settings.name)
         accesses: dict[str, p.KafkaAccess] = {}
         for flow in flows:
             source = accesses.setdefault(flow.source, p.KafkaAccess())
@@ -80,6 +85,12 @@ class ConfigSync(Construct):
                 p.DESCRIBE_TOPIC_CONFIG,
                 p.ALTER_TOPIC_CONFIG,
             )
+        for mirror in mirrors:
+            failure_topic = kafka_failure_topic(mirror.template)
+            if failure_topic:  # Lambda writes failed records there, on the source cluster; config sync creates it
+                accesses[mirror.flow.source].on_topics(
+                    [failure_topic], p.CREATE_TOPIC, p.DESCRIBE_TOPIC, p.DESCRIBE_TOPIC_CONFIG
+                )
         p.grant_kafka_access(
             role,
             ctx.deployment,
@@ -88,7 +99,7 @@ class ConfigSync(Construct):
             "their remote topics and MM2's internal topics",
         )
 
-    def _grant_event_source_mappings(self, mirrors: Sequence[MirrorFunction]) -> None:
+    def _grant_event_source_mappings(self, mirrors: Sequence[MirrorFunction], deployment: str) -> None:
         role = self.scheduled.smm.role
         functions = {"ArnEquals": {"lambda:FunctionArn": [m.function.function_arn for m in mirrors]}}
         mappings = Stack.of(self).format_arn(
@@ -101,6 +112,12 @@ class ConfigSync(Construct):
         p.allow(role, ["lambda:CreateEventSourceMapping"], ["*"], conditions=functions, wildcard_reason=_CREATE_REASON)
         p.allow(role, list(ESM_WRITE_ACTIONS), [mappings], conditions=functions, wildcard_reason=_MAPPING_REASON)
         p.allow(role, list(ESM_READ_ACTIONS), [mappings], wildcard_reason=_MAPPING_REASON)
+        # TagResource has no lambda:FunctionArn key: what it may write is held to this deployment's own tags.
+        ours = {
+            "StringEquals": {f"aws:RequestTag/{config_source.DEPLOYMENT_TAG}": deployment},
+            "ForAllValues:StringEquals": {"aws:TagKeys": [config_source.DEPLOYMENT_TAG, config_source.FLOW_TAG]},
+        }
+        p.allow(role, [ESM_TAG_ACTION], [mappings], conditions=ours, wildcard_reason=_TAG_REASON)
 
 
 _LIST_REASON = "ListEventSourceMappings has no resource-level permissions"
@@ -110,5 +127,11 @@ _CREATE_REASON = (
 )
 _MAPPING_REASON = (
     "mapping UUIDs are chosen by Lambda when config sync creates them; changes are held to this deployment's "
-    "mirror functions by the lambda:FunctionArn condition"
+    "mirror functions by the lambda:FunctionArn condition, and reading a mapping's tags is how config sync tells "
+    "its own mappings from any other"
+)
+_TAG_REASON = (
+    "mapping UUIDs are chosen by Lambda when config sync creates them; tags are held to this deployment's name "
+    "and tag keys by the aws:RequestTag and aws:TagKeys conditions (a tag grants no change: that needs "
+    "lambda:FunctionArn)"
 )

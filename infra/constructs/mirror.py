@@ -1,23 +1,19 @@
-"""The mirror function of one flow and the event-source mappings of the topics its ``topics`` lists by name.
+"""The mirror function of one flow and what its event-source mappings share (``EventSourceTemplate``).
 
-The mappings are built from ``shared.aws.config_source.EventSourceTemplate``, the same object config sync reads at
-run time to create the mappings of topics it discovers, so both kinds of mapping are identical. The function's
-role is also the mappings' execution role: it reads the source cluster (ESM pollers), writes the target (the
-handler), and may send discarded batches to the failure destination.
+The stack declares no mapping: config sync creates, updates and deletes every one of them, tagged with the
+deployment and the flow, from the template the stack writes to the event-sources parameter (``DeployHook`` runs
+it once at deploy time). The function's role is also the mappings' execution role: it reads the source cluster
+(ESM pollers), writes the target (the handler), and may send discarded batches to the failure destination.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra import permissions as p
 from infra.constructs.function import FunctionContext, SmmFunction
-from infra.settings import Auth, ClusterPlan, Deployment, Network
+from infra.settings import KAFKA_DESTINATION_PREFIX, Auth, ClusterPlan, Deployment, Network
 from shared.aws import config_source
 from shared.aws.config_source import EventSourceTemplate
 from shared.mm2.config import FlowConfig
@@ -36,7 +32,7 @@ _SELF_MANAGED_ACCESS = {
 
 
 class MirrorFunction(Construct):
-    """Mirror function + event-source mappings of ``flow``."""
+    """Mirror function of ``flow`` and the event-source template of its mappings."""
 
     def __init__(
         self,
@@ -79,11 +75,10 @@ class MirrorFunction(Construct):
             max_record_age_seconds=options.max_record_age_seconds,
             bisect_batch_on_error=options.bisect_batch_on_error,
             metrics=KAFKA_METRICS if options.metrics else (),
+            deployment=deployment.settings.name,
         )
-        self.topics = tuple(config_source.explicit_topics(flow))
-        for topic in self.topics:
-            params = self.template.create_parameters(flow, topic, source.config, enabled=flow.enabled)
-            lambda_.CfnEventSourceMapping(self, f"Topic-{topic}", **cfn_event_source_mapping(params))
+        if self.template.may_skip:  # the mirror copies from the source itself whatever range a mapping skipped
+            self.function.add_environment(config_source.RECOVER_SKIPPED_ENV, "true")
 
         self._grant_event_source(source)
         self._grant_destination(on_failure, failure_queue)
@@ -100,7 +95,7 @@ class MirrorFunction(Construct):
             self.smm.allow_network_interfaces(pollers=True)
 
     def _grant_destination(self, destination: str | None, failure_queue: sqs.IQueue | None) -> None:
-        if not destination or destination.startswith("kafka://"):
+        if not destination or destination.startswith(KAFKA_DESTINATION_PREFIX):
             return  # Kafka destinations are written with the source cluster's access (_grant_kafka)
         if failure_queue is not None and destination == failure_queue.queue_arn:
             failure_queue.grant_send_messages(self.smm.role)
@@ -131,9 +126,9 @@ class MirrorFunction(Construct):
             .on_topics([offset_syncs], p.CREATE_TOPIC, p.DESCRIBE_TOPIC, p.WRITE)
             .on_groups([f"{flow.consumer_group_id('')}*"], p.DESCRIBE_GROUP, p.ALTER_GROUP)
         )
-        destination = self.template.on_failure or ""
-        if destination.startswith("kafka://"):
-            source.on_topics([destination.removeprefix("kafka://")], p.DESCRIBE_TOPIC, p.WRITE)
+        failure_topic = kafka_failure_topic(self.template)
+        if failure_topic:
+            source.on_topics([failure_topic], p.DESCRIBE_TOPIC, p.WRITE)
         target = (
             p.KafkaAccess()
             .on_cluster(p.WRITE_IDEMPOTENTLY, p.DESCRIBE_CLUSTER)
@@ -158,6 +153,14 @@ def remote_topic_pattern(flow: FlowConfig) -> str:
     return flow.policy().format_remote_topic(flow.source, "*")
 
 
+def kafka_failure_topic(template: EventSourceTemplate) -> str | None:
+    """The topic of a ``kafka://TOPIC`` failure destination (on the flow's source cluster), if that is one."""
+    destination = template.on_failure or ""
+    if not destination.startswith(KAFKA_DESTINATION_PREFIX):
+        return None
+    return destination.removeprefix(KAFKA_DESTINATION_PREFIX)
+
+
 def access_configurations(
     source: ClusterPlan, secret_arn: str | None, root_ca_arn: str | None, network: Network | None
 ) -> tuple[tuple[str, str], ...]:
@@ -175,71 +178,3 @@ def access_configurations(
         access.extend(("VPC_SUBNET", f"subnet:{s}") for s in network.subnet_ids)
         access.extend(("VPC_SECURITY_GROUP", f"security_group:{g}") for g in network.security_group_ids)
     return tuple(access)
-
-
-# --- CreateEventSourceMapping arguments -> AWS::Lambda::EventSourceMapping --------------------------------
-
-_M = lambda_.CfnEventSourceMapping
-
-
-def _group(cls: Any) -> Any:
-    return lambda v: cls(consumer_group_id=v["ConsumerGroupId"])
-
-
-_CFN: Mapping[str, tuple[str, Any]] = {
-    "FunctionName": ("function_name", None),
-    "Topics": ("topics", None),
-    "StartingPosition": ("starting_position", None),
-    "BatchSize": ("batch_size", None),
-    "MaximumBatchingWindowInSeconds": ("maximum_batching_window_in_seconds", None),
-    "Enabled": ("enabled", None),
-    "EventSourceArn": ("event_source_arn", None),
-    "MaximumRetryAttempts": ("maximum_retry_attempts", None),
-    "MaximumRecordAgeInSeconds": ("maximum_record_age_in_seconds", None),
-    "BisectBatchOnFunctionError": ("bisect_batch_on_function_error", None),
-    "SelfManagedEventSource": (
-        "self_managed_event_source",
-        lambda v: _M.SelfManagedEventSourceProperty(
-            endpoints=_M.EndpointsProperty(kafka_bootstrap_servers=v["Endpoints"]["KAFKA_BOOTSTRAP_SERVERS"])
-        ),
-    ),
-    "AmazonManagedKafkaEventSourceConfig": (
-        "amazon_managed_kafka_event_source_config",
-        _group(_M.AmazonManagedKafkaEventSourceConfigProperty),
-    ),
-    "SelfManagedKafkaEventSourceConfig": (
-        "self_managed_kafka_event_source_config",
-        _group(_M.SelfManagedKafkaEventSourceConfigProperty),
-    ),
-    "SourceAccessConfigurations": (
-        "source_access_configurations",
-        lambda v: [_M.SourceAccessConfigurationProperty(type=a["Type"], uri=a["URI"]) for a in v],
-    ),
-    "ProvisionedPollerConfig": (
-        "provisioned_poller_config",
-        lambda v: _M.ProvisionedPollerConfigProperty(
-            minimum_pollers=v["MinimumPollers"],
-            maximum_pollers=v["MaximumPollers"],
-            poller_group_name=v.get("PollerGroupName"),
-        ),
-    ),
-    "DestinationConfig": (
-        "destination_config",
-        lambda v: _M.DestinationConfigProperty(
-            on_failure=_M.OnFailureProperty(destination=v["OnFailure"]["Destination"])
-        ),
-    ),
-    "MetricsConfig": ("metrics_config", lambda v: _M.MetricsConfigProperty(metrics=v["Metrics"])),
-}
-
-
-def cfn_event_source_mapping(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``CfnEventSourceMapping`` keyword arguments for boto3 ``create_event_source_mapping`` arguments."""
-    unknown = set(params) - set(_CFN)
-    if unknown:
-        raise ValueError(f"no CloudFormation mapping for {sorted(unknown)}")
-    kwargs = {}
-    for key, value in params.items():
-        name, convert = _CFN[key]
-        kwargs[name] = convert(value) if convert else value
-    return kwargs

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as targets
@@ -72,10 +72,12 @@ class ScheduledFunction(Construct):
             async_max_age=Duration.seconds(period_seconds),
         )
         self.function = self.smm.function
+        # Only schedules of this account may assume it (confused-deputy guard).
+        account = {"StringEquals": {"aws:SourceAccount": Stack.of(self).account}}
         invoker = iam.Role(
             self,
             "SchedulerRole",
-            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com", conditions=account),
             description=f"EventBridge Scheduler: invoke {kind}",
         )
         # LambdaInvoke grants lambda:InvokeFunction on the function and on "<arn>:*" (its versions and aliases).

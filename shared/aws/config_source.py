@@ -4,16 +4,15 @@ In AWS the ``mm2.properties`` text lives in an SSM parameter that can be edited 
 through Powertools Parameters with a short cache, so an edit takes effect without a redeploy. Cluster
 credentials come from Secrets Manager (``shared.aws.secrets``) and are merged into the parsed configuration here,
 so every function gets them the same way. The deployment also describes, per flow, what the event-source
-mappings of its mirror function share (``EventSourceTemplate``): the stack creates the mappings of the topics
-listed by name with it, and config sync creates the ones of topics found later with the very same parameters.
+mappings of its mirror function share (``EventSourceTemplate``): config sync, their single owner, creates and
+reconciles every mapping from it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,13 @@ CONFIG_MAX_AGE_ENV = "SMM_CONFIG_MAX_AGE_SECONDS"
 FLOW_ENV = "SMM_FLOW"
 EVENT_SOURCES_ENV = "SMM_EVENT_SOURCES"
 EVENT_SOURCES_PARAMETER_ENV = "SMM_EVENT_SOURCES_PARAMETER"
+# "true" when the flow's event-source mappings may move past a batch (a retry limit, a record age or a failure
+# destination): the mirror then copies from the source itself whatever range a mapping skipped.
+RECOVER_SKIPPED_ENV = "SMM_RECOVER_SKIPPED"
+# Tags of every mapping config sync creates: a mapping is the deployment's (and config sync's to change) only
+# when it carries both, with this deployment's name and the mapping's flow.
+DEPLOYMENT_TAG = "smm:deployment"
+FLOW_TAG = "smm:flow"
 DEFAULT_MAX_AGE_SECONDS = 60
 LAMBDA_DEFAULT_BATCHING_WINDOW_MS = 500  # what a Kafka ESM uses when MaximumBatchingWindowInSeconds is left out
 
@@ -59,6 +65,18 @@ def flow_from_environment(mirror_config: MirrorConfig) -> FlowConfig:
     if not arrow:
         raise ConfigError([f"{FLOW_ENV}={name!r}: allowed: SOURCE->TARGET, e.g. onprem->cloud"])
     return mirror_config.flow(source.strip(), target.strip())
+
+
+def recover_skipped() -> bool:
+    """Whether this mirror function's mappings may move past a batch (``RECOVER_SKIPPED_ENV``, set by the stack)."""
+    return os.environ.get(RECOVER_SKIPPED_ENV, "").strip().lower() == "true"
+
+
+def forget_cached() -> None:
+    """Read the parameters afresh next time (a deployment just wrote them)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
 def _parameter(name: str) -> str:
@@ -97,6 +115,14 @@ class EventSourceTemplate:
     max_record_age_seconds: int | None = None
     bisect_batch_on_error: bool = False
     metrics: tuple[str, ...] = ()
+    deployment: str = ""  # the stack's name: tags every mapping (DEPLOYMENT_TAG), which makes it config sync's
+
+    @property
+    def may_skip(self) -> bool:
+        """Whether Lambda may move past a batch it could not deliver (a retry limit, a maximum record age, or a
+        failure destination, with which Lambda caps retries at 10) instead of retrying it until it succeeds."""
+        limited = [v for v in (self.max_retry_attempts, self.max_record_age_seconds) if v is not None and v != -1]
+        return bool(limited or self.on_failure)
 
     def common_parameters(self) -> dict[str, Any]:
         """The CreateEventSourceMapping arguments shared by all topics (boto3 names); also the JSON form."""
@@ -120,6 +146,8 @@ class EventSourceTemplate:
             params["BisectBatchOnFunctionError"] = True
         if self.metrics:
             params["MetricsConfig"] = {"Metrics": list(self.metrics)}
+        if self.deployment:
+            params["Tags"] = {DEPLOYMENT_TAG: self.deployment}
         return params
 
     def create_parameters(
@@ -130,6 +158,8 @@ class EventSourceTemplate:
         group = {"ConsumerGroupId": flow.consumer_group_id(topic)}
         params = self.common_parameters()
         params.update(Topics=[topic], StartingPosition=s.starting_position, BatchSize=s.batch_size, Enabled=enabled)
+        if self.deployment:
+            params["Tags"] = {DEPLOYMENT_TAG: self.deployment, FLOW_TAG: flow.name}
         window = batching_window_seconds(s.batching_window_ms)
         if window is not None:
             params["MaximumBatchingWindowInSeconds"] = window
@@ -171,6 +201,7 @@ class EventSourceTemplate:
                 max_record_age_seconds=value.get("MaximumRecordAgeInSeconds"),
                 bisect_batch_on_error=bool(value.get("BisectBatchOnFunctionError", False)),
                 metrics=tuple(value.get("MetricsConfig", {}).get("Metrics", ())),
+                deployment=str(value.get("Tags", {}).get(DEPLOYMENT_TAG, "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError([f"{where}: malformed ({type(exc).__name__}: {exc})"]) from None
@@ -186,6 +217,7 @@ _TEMPLATE_KEYS = (
     "MaximumRecordAgeInSeconds",
     "BisectBatchOnFunctionError",
     "MetricsConfig",
+    "Tags",
 )
 
 
@@ -220,17 +252,3 @@ def event_sources() -> dict[str, EventSourceTemplate]:
 def event_sources_json(templates: Mapping[str, EventSourceTemplate]) -> dict[str, Any]:
     """The JSON form ``event_sources`` reads (what the stack writes)."""
     return {flow: t.common_parameters() for flow, t in templates.items()}
-
-
-def explicit_topics(flow: FlowConfig) -> Sequence[str]:
-    """Topics the flow lists by plain name (no regex metacharacter but ``.``) and would replicate.
-
-    These get their event-source mappings at deploy time; regex entries are left to config sync, which
-    lists the source's topics. A ``.`` in a name is taken literally, as users mean it.
-    """
-    selector = flow.topic_selector()
-    names = [t for t in flow.settings.topics if _PLAIN_NAME.fullmatch(t) and selector.should_replicate(t)]
-    return list(dict.fromkeys(names))
-
-
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9._\-]{1,249}")

@@ -14,16 +14,22 @@ The settings are added as Java client keys (``sasl.jaas.config``, ``ssl.keystore
 the cluster's ``ClusterConfig``, so a cluster's client settings stay a pure function of its data.
 PEM material is written to private files because ``ssl.SSLContext.load_cert_chain`` only reads files.
 Secret values never appear in a log line or an error message: only aliases, secret names and key names do.
+
+Fetched secrets are cached for ``SMM_SECRETS_MAX_AGE_SECONDS``; ``shared.aws.live_config`` reads them again when
+that age has passed, and bypasses the cache (``fetched_fresh``) after a cluster refused the login, so a rotated
+password is picked up on the next invocation.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +53,34 @@ logger = Logger(service="smm-secrets")
 
 SecretFetcher = Callable[[str], Mapping[str, Any]]
 
+_fresh = contextvars.ContextVar("smm_fresh_secrets", default=False)
+
+
+def max_age_seconds() -> int:
+    """How long a fetched secret is reused: ``SMM_SECRETS_MAX_AGE_SECONDS`` (default 300)."""
+    raw = os.environ.get(SECRETS_MAX_AGE_ENV, "").strip() or str(DEFAULT_SECRETS_MAX_AGE_SECONDS)
+    if not raw.isdigit():
+        raise ConfigError([f"{SECRETS_MAX_AGE_ENV}={raw!r}: allowed: a whole number of seconds, 0 or more"])
+    return int(raw)
+
+
+@contextmanager
+def fetched_fresh(fresh: bool = True) -> Iterator[None]:
+    """Within the block (when ``fresh``), secrets are read from Secrets Manager rather than from the cache."""
+    token = _fresh.set(fresh)
+    try:
+        yield
+    finally:
+        _fresh.reset(token)
+
 
 def fetch_secret(secret_id: str) -> Mapping[str, Any]:
-    """The JSON of ``secret_id`` through Powertools Parameters (cached for ``SMM_SECRETS_MAX_AGE_SECONDS``)."""
+    """The JSON of ``secret_id`` through Powertools Parameters (cached for ``max_age_seconds``, unless
+    ``fetched_fresh``)."""
     from aws_lambda_powertools.utilities import parameters
 
-    max_age = int(os.environ.get(SECRETS_MAX_AGE_ENV, str(DEFAULT_SECRETS_MAX_AGE_SECONDS)))
     try:
-        value = parameters.get_secret(secret_id, transform="json", max_age=max_age)
+        value = parameters.get_secret(secret_id, transform="json", max_age=max_age_seconds(), force_fetch=_fresh.get())
     except parameters.TransformParameterError:
         raise ConfigError([f"secret {secret_id}: its value is not a JSON object"]) from None
     except parameters.GetParameterError as exc:

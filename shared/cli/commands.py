@@ -14,11 +14,16 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO, cast
+from typing import TYPE_CHECKING, TextIO, cast
 
+from infra import settings as deploy_settings
+from shared.aws.config_source import EventSourceTemplate
 from shared.cli import failover
 from shared.cli.config_file import load
-from shared.mm2.config import ConfigError, FlowConfig
+from shared.mm2.config import ConfigError, FlowConfig, MirrorConfig
+
+if TYPE_CHECKING:
+    from shared.local.emulator import MappingOptions
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -93,6 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from shared.local import emulator
 
     mirror_config = load(args.config)
+    mappings = _mapping_options(args.settings, mirror_config) if args.settings else None
     stop = threading.Event()
     # SIGTERM (systemd, Kubernetes, kill) stops like Ctrl-C: batches finish, consumers commit and leave their groups
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -108,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             refresh_seconds=args.refresh,
             progress_seconds=args.progress,
             stop=stop,
+            mappings=mappings,
         )
     finally:
         for peer in peers:
@@ -119,6 +126,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mapping_options(source: str, mirror_config: MirrorConfig) -> dict[str, MappingOptions]:
+    """What the deploy settings ``source`` (a file, or inline JSON as ``cdk -c settings=``) give each enabled flow's
+    mappings: retries, record age, bisect, failure destination, and the mirror function's timeout."""
+    from shared.local.emulator import LAMBDA_DEFAULTS, MappingOptions
+
+    settings = deploy_settings.load(source)
+    flows = [flow.name for flow in mirror_config.enabled_flows()]
+    unknown = [name for name in settings.flow_event_sources if name not in flows]
+    if unknown:
+        enabled = ", ".join(flows) or "none"
+        raise deploy_settings.SettingsError(
+            f"flow_event_sources.{name}: not an enabled flow (enabled: {enabled})" for name in unknown
+        )
+    timeout = settings.functions["mirror"].timeout_seconds
+    options = {}
+    for flow in flows:
+        chosen = settings.event_source_for(flow)
+        template = EventSourceTemplate(
+            LAMBDA_DEFAULTS.function_name,
+            pollers=chosen.provisioned_pollers,
+            on_failure=chosen.on_failure,
+            max_retry_attempts=chosen.max_retry_attempts,
+            max_record_age_seconds=chosen.max_record_age_seconds,
+            bisect_batch_on_error=chosen.bisect_batch_on_error,
+        )
+        options[flow] = MappingOptions(template=template, timeout_seconds=timeout)
+    return options
+
+
 def _start_peer(args: argparse.Namespace, n: int) -> subprocess.Popen[bytes]:
     """Another ``smm run`` of the same file: its ESM consumers join the same groups, so Kafka divides each topic's
     partitions between the processes (as Lambda's pollers share a mapping's group), and each core does work."""
@@ -128,6 +164,8 @@ def _start_peer(args: argparse.Namespace, n: int) -> subprocess.Popen[bytes]:
         command += ["--duration", f"{args.duration:g}"]
     if args.refresh is not None:
         command += ["--refresh", f"{args.refresh:g}"]
+    if args.settings is not None:
+        command += ["--settings", args.settings]
     if args.verbose:
         command.append("--verbose")
     return subprocess.Popen(command)
@@ -194,6 +232,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
     r.add_argument("--refresh", type=float, help="topic discovery interval (default: refresh.topics.interval.seconds)")
     r.add_argument("--progress", type=float, default=10.0, help="seconds between progress lines (default 10)")
+    r.add_argument(
+        "--settings",
+        help="deploy settings (a JSON file, or inline JSON as in cdk -c settings=): the flows' mappings retry, "
+        "give up and send failed records as the deployment's would (default: Lambda's defaults, retry until it works)",
+    )
     r.add_argument("--json", action="store_true", help="print the final totals as JSON")
     r.add_argument("--verbose", action="store_true", help="show the functions' structured logs")
     r.add_argument(
@@ -220,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, deploy_settings.SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ tools grow without touching it; like it, this is the only place these Kafka call
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -241,6 +241,42 @@ def read_range(
     consumer = _reader_consumer(clients, alias)
     try:
         return _read_range(consumer, starts, ends, _where(alias, ", ".join(sorted({tp.topic for tp in starts}))))
+    finally:
+        consumer.close()
+
+
+def read_records(
+    clients: KafkaClients,
+    alias: str,
+    partition: TopicPartition,
+    offsets: tuple[int, int],
+    max_records: int,
+    committed_only: bool,
+) -> Iterator[list[Any]]:
+    """The records of one partition with start <= offset < end (``offsets``), in order, ``max_records`` at a time,
+    as kafka-python's consumer returns them (all fields, headers too). Offsets already deleted are skipped: the
+    read begins at the log start. ``committed_only`` leaves aborted transactions out."""
+    start, end = offsets
+    consumer = clients.consumer(
+        alias,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
+        auto_offset_reset="earliest",
+        max_poll_records=max_records,
+    )
+    where = f"{_where(alias, partition.topic)}, partition {partition.partition}, offsets {start} to {end}"
+    try:
+        consumer.assign([partition])
+        consumer.seek(partition, start)
+        stalled_at = time.monotonic() + READ_TIMEOUT_SECONDS
+        while consumer.position(partition) < end:
+            records = [r for r in consumer.poll(timeout_ms=500).get(partition, []) if r.offset < end]
+            if records:
+                stalled_at = time.monotonic() + READ_TIMEOUT_SECONDS
+                yield records
+            elif time.monotonic() > stalled_at:
+                raise ClusterError(f"reading {where} made no progress for {READ_TIMEOUT_SECONDS:.0f}s")
     finally:
         consumer.close()
 

@@ -1,9 +1,22 @@
 """The local runtime: an emulator of Lambda's Kafka event-source mappings that runs the mirror handler in-process.
 
 Per flow and per matching source topic it runs what one ESM would: a consumer group on the source (the group
-id the ESM uses), batches by batch size, batching window and the 6 MB payload cap, the exact ESM event JSON,
-an in-process handler invocation, offsets committed only after the handler returns, and the whole batch
-retried with backoff when it raises.
+id the ESM uses), batches by batch size, batching window (as Lambda has it: whole seconds, 500 ms when unset) and
+the 6 MB payload cap, the exact ESM event JSON, an in-process handler invocation whose context counts down from
+the mirror function's timeout, and offsets committed only once the mapping is done with the records.
+
+A failed invocation is handled as the deployment's mapping would handle it: the flow's ``EventSourceTemplate``
+(``MappingOptions``; ``smm run --settings`` reads it from the deploy settings). With Lambda's defaults the batch
+is retried with capped backoff until it succeeds, so nothing is skipped. A retry limit, a maximum record age and
+bisect on error act as ``shared.local.esm_policy`` describes; records the mapping gives up are committed past and
+sent to the on-failure destination (``shared.local.failure_destinations``); the flow's ``Mirror`` is then told
+that its mappings may skip (``recover_skipped``). Each of those modules says, per setting, what AWS documents,
+what the emulator does, and what is unverified.
+
+Not emulated: provisioned pollers (``smm run --processes`` shares a mapping's consumer groups instead), partial
+batch responses (the mirror returns none), the timeout itself (an invocation that runs past it is not stopped,
+where Lambda would count a function error), and Lambda's ``MaximumPayloadSizeExceeded`` (a single record over the
+payload cap is passed to the function alone; unverified: whether Lambda skips such a record with default settings).
 
 Alongside, it runs the scheduled roles (``shared.local.schedule``): config sync, heartbeats, checkpoints. The
 emulated ESMs are created and stopped by config sync, through this module's reconciler, exactly where the
@@ -18,7 +31,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -26,33 +39,67 @@ from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from functions.mirror.handler import Handler, build_handler
 from functions.mirror.mirror import Mirror
+from shared.aws import config_source
+from shared.aws.config_source import EventSourceTemplate
 from shared.aws.esm import EsmMapping, EsmReconciler
-from shared.aws.esm_event import SourceRecord, build_event
+from shared.aws.esm_event import SourceRecord, build_event, by_partition
 from shared.kafka.clients import KafkaClients
 from shared.local import schedule
 from shared.local.esm_consumers import EsmConsumer, esm_consumer
+from shared.local.esm_policy import BatchRun, ErrorHandling, GiveUp
+from shared.local.failure_destinations import (
+    FailedInvocation,
+    FailureDestination,
+    KafkaTopicDestination,
+    failure_destination,
+)
 from shared.mm2.config import FlowConfig, MirrorConfig
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 # Retries of a failing batch back off to this: short, so a flow resumes within seconds of its cluster coming back.
 MAX_BACKOFF_SECONDS = 5.0
+FIRST_BACKOFF_SECONDS = 0.5
+# The deployed mirror function's default timeout: infra.settings.DEFAULT_FUNCTIONS["mirror"].timeout_seconds.
+MIRROR_TIMEOUT_SECONDS = 120
+# What a flow's mappings get without deploy settings: Lambda's defaults (retry until it works, no destination).
+LAMBDA_DEFAULTS = EventSourceTemplate("local")
+# How long a poll waits at least, so that a batching window of 0 s does not spin.
+MIN_POLL_SECONDS = 0.1
 # How long a poller may read nothing before it checks that its consumer is still a member of its group.
 ORPHAN_CHECK_SECONDS = 20.0
 
 
+@dataclass(frozen=True)
+class MappingOptions:
+    """How the emulated mappings of one flow behave: what a deployment would give them, and the retry pace."""
+
+    template: EventSourceTemplate = LAMBDA_DEFAULTS
+    timeout_seconds: float = MIRROR_TIMEOUT_SECONDS  # the mirror function's timeout (the context counts it down)
+    max_backoff_seconds: float = MAX_BACKOFF_SECONDS
+
+
+DEFAULT_OPTIONS = MappingOptions()
+
+
 @dataclass
 class LambdaContext:
-    """The parts of Lambda's context object that Powertools reads."""
+    """The parts of Lambda's context object that Powertools and the functions read; one per invocation."""
 
     function_name: str
     memory_limit_in_mb: int = 1024
+    timeout_seconds: float = MIRROR_TIMEOUT_SECONDS
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     invoked_function_arn: str = ""
     log_group_name: str = "local"
     log_stream_name: str = "local"
+    started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        if not self.invoked_function_arn:
+            self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 900_000
+        return max(0, int((self.started + self.timeout_seconds - time.monotonic()) * 1000))
 
 
 @dataclass
@@ -66,7 +113,13 @@ class FlowTotals:
     skipped: int = 0
     dead_lettered: int = 0
     gaps: int = 0
-    failures: int = 0
+    recovered_records: int = 0  # copied from the source by the mirror itself after its mapping skipped them
+    after_ack_failures: int = 0  # offset syncs or gap checks that failed after a batch was acknowledged
+    failed_batches: int = 0  # invocations whose handler raised
+    consumer_errors: int = 0  # the mapping's own trouble: polling, committing, membership, the failure destination
+    given_up_batches: int = 0  # times the mapping moved past records the function never took
+    given_up_records: int = 0
+    sent_to_destination: int = 0  # given-up records handed to the on-failure destination
     topics: set[str] = field(default_factory=set)
 
     def add(self, report: dict[str, Any]) -> None:
@@ -77,10 +130,21 @@ class FlowTotals:
         self.skipped += sum(report["skipped"].values())
         self.dead_lettered += report["deadLettered"]
         self.gaps += report["gaps"]
+        self.recovered_records += report.get("recoveredRecords", 0)
+        self.after_ack_failures += report.get("afterAckFailures", 0)
+
+    def gave_up(self, given_up: GiveUp, sent: bool) -> None:
+        self.given_up_batches += 1
+        self.given_up_records += len(given_up.records)
+        self.sent_to_destination += len(given_up.records) if sent else 0
 
 
 class TopicPoller(threading.Thread):
-    """One emulated ESM: a source topic of one flow, its consumer group, and the handler it invokes."""
+    """One emulated ESM: a source topic of one flow, its consumer group, and the handler it invokes.
+
+    ``on_failure`` hears of every failed invocation, ``on_consumer_error`` (by default ``on_failure`` too) of the
+    mapping's own errors, after which its consumer is replaced, and ``on_given_up`` of records it moved past.
+    """
 
     def __init__(
         self,
@@ -91,6 +155,11 @@ class TopicPoller(threading.Thread):
         on_report: Callable[[dict[str, Any]], None],
         on_failure: Callable[[Exception], None],
         metrics: EphemeralMetrics,
+        *,
+        options: MappingOptions = DEFAULT_OPTIONS,
+        destination: FailureDestination | None = None,
+        on_consumer_error: Callable[[Exception], None] | None = None,
+        on_given_up: Callable[[GiveUp, bool], None] | None = None,
     ) -> None:
         super().__init__(name=f"esm-{flow.name}-{topic}", daemon=True)
         self.flow = flow
@@ -100,26 +169,32 @@ class TopicPoller(threading.Thread):
         self.handler = handler
         self.on_report = on_report
         self.on_failure = on_failure
+        self.on_consumer_error = on_consumer_error or on_failure
+        self.on_given_up = on_given_up or (lambda given_up, sent: None)
         self.metrics = metrics
+        self.options = options
+        self.handling = ErrorHandling.of(options.template)
+        self.destination = destination
+        self.servers = list(clients.config.cluster(flow.source).bootstrap_servers)
         self.stopping = threading.Event()
-        self.context = LambdaContext(function_name=f"smm-mirror-{flow.source}-{flow.target}")
+        self.function_name = f"smm-mirror-{flow.source}-{flow.target}"
+        self._backoff = min(FIRST_BACKOFF_SECONDS, options.max_backoff_seconds)
 
     def run(self) -> None:
         """Poll, invoke, commit until stopped; a broken consumer is replaced, as Lambda restarts a poller."""
-        backoff = 0.5
+        backoff = min(FIRST_BACKOFF_SECONDS, self.options.max_backoff_seconds)
         while not self.stopping.is_set():
             try:
-                self._consume(backoff)
+                self._consume()
                 return
-            except Exception as exc:  # consumer or commit trouble: uncommitted records are simply read again
-                self.on_failure(exc)
+            except Exception as exc:  # consumer, commit or destination trouble: uncommitted records are read again
+                self.on_consumer_error(exc)
                 self.stopping.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                backoff = min(backoff * 2, self.options.max_backoff_seconds)
 
-    def _consume(self, backoff: float) -> None:
+    def _consume(self) -> None:
         consumer = esm_consumer(self.clients, self.flow, self.topic)
         try:
-            servers = list(self.clients.config.cluster(self.flow.source).bootstrap_servers)
             idle_since = time.monotonic()
             while not self.stopping.is_set():
                 batch = self._next_batch(consumer)
@@ -128,23 +203,54 @@ class TopicPoller(threading.Thread):
                         idle_since = time.monotonic()
                         self._check_membership()
                     continue
+                self._deliver(consumer, batch)
                 idle_since = time.monotonic()
-                event = build_event(batch, servers)
-                try:
-                    report = self.handler(event, self.context)
-                except Exception as exc:  # the ESM retries whatever the handler raised
-                    self.on_failure(exc)
-                    consumer.rewind(batch)
-                    self.stopping.wait(backoff)
-                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                    continue
-                finally:
-                    self.metrics.clear_metrics()
-                backoff = 0.5
-                consumer.commit(batch)
-                self.on_report(report)
         finally:
             consumer.close()
+
+    def _deliver(self, consumer: EsmConsumer, batch: list[SourceRecord]) -> None:
+        """Invoke until every record of ``batch`` is delivered or given up, committing as far as the mapping is done.
+
+        The batch is kept while it is retried, and the consumer stays in its group meanwhile; if the poller stops
+        first, the rest stays uncommitted and is read again by whichever consumer takes the partitions over.
+        """
+        run = BatchRun(batch, self.handling)
+        committed: dict[tuple[str, int], int] = {}  # each partition's group offset: its first record here
+        for r in batch:
+            committed.setdefault((r.topic, r.partition), r.offset)
+        while (records := run.next()) is not None and not self.stopping.is_set():
+            context = LambdaContext(self.function_name, timeout_seconds=self.options.timeout_seconds)
+            try:
+                report = self.handler(build_event(records, self.servers), context)
+            except Exception as exc:  # the ESM retries, splits or gives up whatever the handler raised
+                self.on_failure(exc)
+                invocation = FailedInvocation(context.aws_request_id, context.invoked_function_arn, self.servers)
+                for given_up in run.failed(int(time.time() * 1000)):
+                    self._give_up(given_up, invocation)
+                self._wait(consumer, self._backoff)
+                self._backoff = min(self._backoff * 2, self.options.max_backoff_seconds)
+            else:
+                run.succeeded()
+                self._backoff = min(FIRST_BACKOFF_SECONDS, self.options.max_backoff_seconds)
+                self.on_report(report)
+            finally:
+                self.metrics.clear_metrics()
+            done = {key: offset for key, offset in run.committable().items() if committed.get(key) != offset}
+            if done:
+                consumer.commit(done)
+                committed.update(done)
+
+    def _give_up(self, given_up: GiveUp, invocation: FailedInvocation) -> None:
+        """Hand the records to the destination; if that fails, the error leaves them uncommitted."""
+        if self.destination is not None:
+            self.destination.send(given_up, invocation)
+        self.on_given_up(given_up, self.destination is not None)
+
+    def _wait(self, consumer: EsmConsumer, seconds: float) -> None:
+        """Back off before the next attempt without leaving the group (which a silent consumer would)."""
+        end = time.monotonic() + seconds
+        while not self.stopping.is_set() and (left := end - time.monotonic()) > 0:
+            consumer.idle(min(left, 0.5))
 
     def _check_membership(self) -> None:
         """Raise (so the consumer is replaced) if its group has no members: this consumer is not in it any more.
@@ -164,7 +270,7 @@ class TopicPoller(threading.Thread):
     def _next_batch(self, consumer: EsmConsumer) -> list[SourceRecord]:
         """Records until the batch size, the batching window or the payload cap is reached."""
         settings = self.flow.settings
-        deadline = time.monotonic() + max(settings.batching_window_ms, 100) / 1000
+        deadline = time.monotonic() + max(batching_window_seconds(settings.batching_window_ms), MIN_POLL_SECONDS)
         batch: list[SourceRecord] = []
         payload = 0
         while len(batch) < settings.batch_size and not self.stopping.is_set():
@@ -173,14 +279,31 @@ class TopicPoller(threading.Thread):
                 break
             fetched = consumer.poll_records(remaining, settings.batch_size - len(batch))
             for i, record in enumerate(fetched):
-                # base64 grows payloads by 4/3; stop before the invocation would exceed Lambda's cap
-                encoded = record.size * 4 // 3 + 200
-                if batch and payload + encoded > MAX_PAYLOAD_BYTES:
+                size = payload_bytes(record)
+                if batch and payload + size > MAX_PAYLOAD_BYTES:  # the invocation would exceed Lambda's cap
                     consumer.rewind(fetched[i:])
                     return _in_order(batch)
-                payload += encoded
+                payload += size
                 batch.append(record)
         return _in_order(batch)
+
+
+def batching_window_seconds(window_ms: int) -> float:
+    """The batching window a deployed mapping gets for ``smm.batching.window.ms``: whole seconds, 0.5 if unset."""
+    seconds = config_source.batching_window_seconds(window_ms)
+    return config_source.LAMBDA_DEFAULT_BATCHING_WINDOW_MS / 1000 if seconds is None else seconds
+
+
+def payload_bytes(record: SourceRecord) -> int:
+    """The record's share of the invocation payload (compact JSON), at most: base64 key and value, header bytes as
+    decimal numbers (up to 4 characters each), the topic in the record and in its ``topic-partition`` key, and the
+    field names and numbers around them (ASCII header keys)."""
+
+    def base64(data: bytes | None) -> int:
+        return 4 * ((len(data or b"") + 2) // 3)
+
+    headers = sum(len(k) + 16 + 4 * len(v or b"") for k, v in record.headers)
+    return 200 + 2 * len(record.topic) + base64(record.key) + base64(record.value) + headers
 
 
 def _in_order(batch: list[SourceRecord]) -> list[SourceRecord]:
@@ -190,10 +313,16 @@ def _in_order(batch: list[SourceRecord]) -> list[SourceRecord]:
 class FlowRunner(EsmReconciler):
     """All emulated ESMs of one flow: config sync creates and removes them as it would Lambda ESMs."""
 
-    def __init__(self, flow: FlowConfig, config: MirrorConfig, out: TextIO) -> None:
+    def __init__(
+        self, flow: FlowConfig, config: MirrorConfig, out: TextIO, options: MappingOptions = DEFAULT_OPTIONS
+    ) -> None:
         self.flow = flow
+        self.options = options
         self.clients = KafkaClients(config, client_id=f"smm-local-{flow.name}")
-        self.mirror = Mirror(flow, self.clients)
+        self.mirror = Mirror(flow, self.clients, recover_skipped=options.template.may_skip)
+        self.destination = failure_destination(options.template.on_failure, self.clients, flow)
+        if isinstance(self.destination, KafkaTopicDestination):  # config sync creates it, as in a deployment
+            self.failure_topic = self.destination.topic
         self.totals = FlowTotals()
         self.out = out
         self.pollers: dict[str, TopicPoller] = {}
@@ -212,7 +341,19 @@ class FlowRunner(EsmReconciler):
                 return
             metrics = EphemeralMetrics(namespace="ServerlessMirrorMaker", service="smm-mirror")
             handler = build_handler(lambda: self.mirror, metrics)
-            poller = TopicPoller(self.flow, topic, self.clients, handler, self._report, self._failure, metrics)
+            poller = TopicPoller(
+                self.flow,
+                topic,
+                self.clients,
+                handler,
+                self._report,
+                self._failed_batch,
+                metrics,
+                options=self.options,
+                destination=self.destination,
+                on_consumer_error=self._consumer_error,
+                on_given_up=self._given_up,
+            )
             self.pollers[topic] = poller
             self.totals.topics.add(topic)
         self._say(f"{self.flow.name}: mirroring {topic} (consumer group {poller.group_id})")
@@ -249,10 +390,29 @@ class FlowRunner(EsmReconciler):
         with self._lock:
             self.totals.add(report)
 
-    def _failure(self, exc: Exception) -> None:
+    def _failed_batch(self, exc: Exception) -> None:
         with self._lock:
-            self.totals.failures += 1
-        self._say(f"{self.flow.name}: batch failed, will retry: {type(exc).__name__}: {exc}", err=True)
+            self.totals.failed_batches += 1
+        self._say(f"{self.flow.name}: batch failed: {type(exc).__name__}: {exc}", err=True)
+
+    def _consumer_error(self, exc: Exception) -> None:
+        with self._lock:
+            self.totals.consumer_errors += 1
+        self._say(f"{self.flow.name}: consumer replaced after: {type(exc).__name__}: {exc}", err=True)
+
+    def _given_up(self, given_up: GiveUp, sent: bool) -> None:
+        with self._lock:
+            self.totals.gave_up(given_up, sent)
+        ranges = ", ".join(
+            f"{topic}-{partition}@{records[0].offset}..{records[-1].offset}"
+            for (topic, partition), records in by_partition(given_up.records)
+        )
+        where = f"sent to {self.options.template.on_failure}" if sent else "no on-failure destination"
+        self._say(
+            f"{self.flow.name}: the mapping gave up {len(given_up.records)} record(s) after "
+            f"{given_up.invocations} invocation(s) ({given_up.condition}): {ranges}; {where}",
+            err=True,
+        )
 
     def _say(self, line: str, err: bool = False) -> None:
         print(line, file=sys.stderr if err else self.out, flush=True)
@@ -265,13 +425,19 @@ def run(
     refresh_seconds: float | None = None,
     progress_seconds: float = 10.0,
     stop: threading.Event | None = None,
+    mappings: Mapping[str, MappingOptions] | None = None,
 ) -> dict[str, FlowTotals]:
     """Run every enabled flow and the scheduled roles until ``duration`` elapses or ``stop`` is set.
 
-    ``refresh_seconds`` overrides ``refresh.topics.interval.seconds`` (topic discovery); returns each flow's totals.
+    ``refresh_seconds`` overrides ``refresh.topics.interval.seconds`` (topic discovery); ``mappings`` gives flows
+    (by name) what a deployment would give their mappings (Lambda's defaults otherwise). Returns each flow's totals.
     """
     stop = stop or threading.Event()
-    runners = {flow.name: FlowRunner(flow, config, out) for flow in config.enabled_flows()}
+    options = mappings or {}
+    runners = {
+        flow.name: FlowRunner(flow, config, out, options.get(flow.name, DEFAULT_OPTIONS))
+        for flow in config.enabled_flows()
+    }
     if not runners:
         print("no flow is enabled: set A->B.enabled = true for at least one pair", file=sys.stderr)
         return {}
@@ -308,7 +474,9 @@ def _progress(runners: list[FlowRunner], tasks: list[schedule.TaskThread], out: 
         print(
             f"[{elapsed:6.1f}s] {r.flow.name}: {len(t.topics)} topic(s), {t.mirrored} records mirrored "
             f"({t.bytes} bytes, {rate:.0f} rec/s), {t.skipped} skipped, {t.dead_lettered} dead-lettered, "
-            f"{t.gaps} gaps, {t.failures} failed batches",
+            f"{t.gaps} gaps, {t.recovered_records} recovered, {t.after_ack_failures} after-ack failures, "
+            f"{t.failed_batches} failed batches, {t.consumer_errors} consumer errors, {t.given_up_records} records "
+            f"given up in {t.given_up_batches} batches ({t.sent_to_destination} sent to the failure destination)",
             file=out,
             flush=True,
         )

@@ -1,14 +1,14 @@
 """The emulated event-source mapping's consumer: what Lambda's pollers do, with either client library.
 
-An ESM reads one topic in one consumer group, hands records over as they were fetched, re-reads a batch the
-function failed, and commits only what the function finished. The emulator uses the library the flow's
-``smm.producer.backend`` names: librdkafka fetches and decodes in C, so a local run is not limited by a pure-Python
-consumer (in AWS this part is Lambda's own).
+An ESM reads one topic in one consumer group, hands records over as they were fetched, stays in its group
+without fetching while it retries a failed batch, and commits only what the mapping is done with. The emulator
+uses the library the flow's ``smm.producer.backend`` names: librdkafka fetches and decodes in C, so a local run is
+not limited by a pure-Python consumer (in AWS this part is Lambda's own).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from kafka import OffsetAndMetadata, TopicPartition
@@ -28,8 +28,12 @@ class EsmConsumer(Protocol):
         """Read ``records`` (and what follows them) again: each partition back to its first offset here."""
         ...
 
-    def commit(self, records: Sequence[SourceRecord]) -> None:
-        """Commit the offset after the last of ``records`` in each partition."""
+    def idle(self, timeout: float) -> None:
+        """Wait without fetching, as a member of the group (its poll deadline kept): between retries of a batch."""
+        ...
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit ``(topic, partition) -> next offset to read``."""
         ...
 
     def close(self) -> None: ...
@@ -41,14 +45,6 @@ def _first_offsets(records: Sequence[SourceRecord]) -> dict[tuple[str, int], int
         key = (r.topic, r.partition)
         first[key] = min(first.get(key, r.offset), r.offset)
     return first
-
-
-def _next_offsets(records: Sequence[SourceRecord]) -> dict[tuple[str, int], int]:
-    last: dict[tuple[str, int], int] = {}
-    for r in records:
-        key = (r.topic, r.partition)
-        last[key] = max(last.get(key, -1), r.offset)
-    return {key: offset + 1 for key, offset in last.items()}
 
 
 class KafkaPythonEsmConsumer:
@@ -79,8 +75,15 @@ class KafkaPythonEsmConsumer:
         for (topic, partition), offset in _first_offsets(records).items():
             self._consumer.seek(TopicPartition(topic, partition), offset)
 
-    def commit(self, records: Sequence[SourceRecord]) -> None:
-        offsets = _next_offsets(records)
+    def idle(self, timeout: float) -> None:
+        # Paused partitions are not fetched; a rebalance can hand over new, unpaused ones: those are read again.
+        self._consumer.pause(*self._consumer.assignment())
+        try:
+            self.rewind(self.poll_records(timeout, 1))
+        finally:
+            self._consumer.resume(*self._consumer.paused())
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
 
     def close(self) -> None:
@@ -153,11 +156,19 @@ class ConfluentEsmConsumer:
         for (topic, partition), offset in _first_offsets(records).items():
             self._consumer.seek(ConfluentPartition(topic, partition, offset))
 
-    def commit(self, records: Sequence[SourceRecord]) -> None:
+    def idle(self, timeout: float) -> None:
+        # As kafka-python's: nothing is fetched for paused partitions, records of newly assigned ones are read again.
+        self._consumer.pause(self._consumer.assignment())
+        try:
+            self.rewind(self.poll_records(timeout, 1))
+        finally:
+            self._consumer.resume(self._consumer.assignment())
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         from confluent_kafka import TopicPartition as ConfluentPartition
 
-        offsets = [ConfluentPartition(t, p, o) for (t, p), o in _next_offsets(records).items()]
-        self._consumer.commit(offsets=offsets, asynchronous=False)
+        partitions = [ConfluentPartition(t, p, o) for (t, p), o in offsets.items()]
+        self._consumer.commit(offsets=partitions, asynchronous=False)
 
     def close(self) -> None:
         self._consumer.close()

@@ -5,8 +5,10 @@ that flow), through the same ``task_for(flow, clients)`` the Lambda handlers use
 ESM reconciler and the ``--refresh`` override; heartbeats run for every pair with ``emit.heartbeats.enabled``,
 enabled or not (MM2's rule); a role whose module is not there yet (checkpoints) is skipped.
 
-Each task runs in its own thread with its own Kafka clients, every ``interval_seconds``; a failure is
-printed and the task runs again at its next interval, as the next EventBridge schedule would.
+Each task runs in its own thread with its own Kafka clients, every ``interval_seconds``; a failure is printed
+and the task runs again after ``functions.scheduled.retry_delay`` (1 s doubling to 30 s, at most its interval), as
+a Lambda invocation retries within its budget: a cluster that is down as ``smm run`` starts is mirrored from soon
+after it is back, not one ``refresh.topics.interval.seconds`` later.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, TextIO
 
 from functions.config_sync import config_sync
 from functions.heartbeats import heartbeats
-from functions.scheduled import ScheduledTask
+from functions.scheduled import ScheduledTask, close_task, retry_delay
 from shared.aws.esm import EsmReconciler
 from shared.kafka.clients import KafkaClients
 from shared.mm2.config import FlowConfig, MirrorConfig
@@ -99,6 +101,7 @@ class TaskThread(threading.Thread):
         self.runs = 0
         self.failures = 0
         self.last: dict[str, Any] = {}
+        self._failing = 0  # failures in a row
         self._last_error: tuple[str, float] | None = None
 
     def run(self) -> None:
@@ -106,36 +109,41 @@ class TaskThread(threading.Thread):
         try:
             while not self.stop.wait(max(0.0, next_run - time.monotonic())):
                 started = time.monotonic()
-                self._run_once()
-                next_run = max(started + self.task.interval_seconds(), time.monotonic())
+                retry = self._run_once()
+                if retry is None:
+                    next_run = max(started + self.task.interval_seconds(), time.monotonic())
+                else:
+                    next_run = time.monotonic() + retry
         finally:
-            close = getattr(self.task, "close", None)
-            if callable(close):
-                close()
+            close_task(self.task)
             self.clients.close()
 
-    def _run_once(self) -> None:
+    def _run_once(self) -> float | None:
+        """One run; after a failure, the seconds until the next attempt."""
         try:
             summary = self.task.run_once()
-        except Exception as exc:  # reported and retried at the next interval, like a failed scheduled invocation
+        except Exception as exc:  # reported and retried after a backoff, like a failed scheduled run in Lambda
             self.runs += 1
             self.failures += 1
-            self._report_failure(f"{type(exc).__name__}: {exc}")
-            return
+            self._failing += 1
+            retry = retry_delay(self._failing, self.task.interval_seconds())
+            self._report_failure(f"{type(exc).__name__}: {exc}", retry)
+            return retry
         self.runs += 1
         self.last = summary
+        self._failing = 0
         self._last_error = None
         if summary.get("changed"):
             print(f"{self.label}: {describe(summary)}", file=self.out, flush=True)
+        return None
 
-    def _report_failure(self, error: str) -> None:
+    def _report_failure(self, error: str, retry: float) -> None:
         now = time.monotonic()
         if (
             self._last_error is None
             or self._last_error[0] != error
             or now - self._last_error[1] >= ERROR_REPEAT_SECONDS
         ):
-            retry = self.task.interval_seconds()
             print(f"{self.label}: failed, will retry in {retry:g}s: {error}", file=sys.stderr, flush=True)
             self._last_error = (error, now)
 

@@ -89,12 +89,6 @@ def test_flow_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         config_source.flow_from_environment(parsed())
 
 
-def test_explicit_topics_are_plain_names_the_flow_replicates() -> None:
-    flow = parsed().flow("onprem", "cloud")
-    # audit-.* is a regex; payments.v1 is excluded; __consumer_offsets is internal; cloud.returns would cycle
-    assert config_source.explicit_topics(flow) == ["orders"]
-
-
 @pytest.mark.parametrize(
     ("window_ms", "seconds"), [(500, None), (200, 0), (0, 0), (1000, 1), (1499, 1), (300_000, 300)]
 )

@@ -16,6 +16,7 @@ from aws_cdk.assertions import Template
 from infra import app as infra_app
 from infra.settings import Deployment
 from infra.stack import MirrorMakerStack
+from shared.aws.config_source import EventSourceTemplate
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "infra" / "examples"
@@ -47,6 +48,28 @@ class Synthesized:
 
     def logical_id(self, construct: Any) -> str:
         return str(self.stack.get_logical_id(construct.node.default_child))
+
+    def refs(self) -> dict[str, str]:
+        """Deploy-time values of the stack's Refs/GetAtts, made up but distinct."""
+        values: dict[str, str] = {}
+        for logical_id, resource in self.resources.items():
+            values[logical_id] = f"{logical_id}-physical"
+            values[f"{logical_id}.Arn"] = (
+                f"arn:aws:{resource['Type'].split('::')[1].lower()}:{REGION}:{ACCOUNT}:{logical_id}"
+            )
+        return values
+
+    def templates(self) -> dict[str, EventSourceTemplate]:
+        """The event-sources parameter, read back as config sync reads it."""
+        parameter = self.resources[self.logical_id(self.stack.event_sources_parameter)]
+        value = json.loads(render(parameter["Properties"]["Value"], self.refs()))
+        return {flow: EventSourceTemplate.from_json(flow, v) for flow, v in value.items()}
+
+    def mapping(self, flow_name: str, topic: str) -> dict[str, Any]:
+        """The CreateEventSourceMapping arguments config sync sends for ``topic`` of the flow, as deployed."""
+        flow = next(f for f in self.deployment.mirrored_flows if f.name == flow_name)
+        source = self.deployment.config.cluster(flow.source)
+        return self.templates()[flow_name].create_parameters(flow, topic, source)
 
 
 def synthesize(
@@ -81,6 +104,18 @@ def statements(resources: Mapping[str, Any], policy_id: str | None = None) -> It
             yield logical_id, statement
 
 
+def granted(s: Synthesized, role: Any, kind: str = "") -> dict[str, set[str]]:
+    """ARN -> actions ``role``'s default policy grants on it, for ARNs (not tokens) of the ``kind`` (``topic``,
+    ``group``, ...) or of every kind."""
+    policy = s.logical_id(role.node.find_child("DefaultPolicy"))
+    grants: dict[str, set[str]] = {}
+    for _, statement in statements(s.resources, policy):
+        for resource in as_list(statement["Resource"]):
+            if isinstance(resource, str) and (not kind or f":{kind}/" in resource):
+                grants.setdefault(resource, set()).update(as_list(statement["Action"]))
+    return grants
+
+
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -101,14 +136,18 @@ def render(value: Any, refs: Mapping[str, str]) -> str:
     return json.dumps(value)
 
 
+Context = Mapping[str, str | list[str]]
+
+
 class Policy:
-    """Just enough IAM evaluation for our statements: Allow only, exact actions, ARN globs, ArnEquals/StringEquals."""
+    """Just enough IAM evaluation for our statements: Allow only, exact actions, ARN globs, ArnEquals/StringEquals
+    on single-valued keys and ForAllValues:StringEquals on multivalued ones (``aws:TagKeys``)."""
 
     def __init__(self, resources: Mapping[str, Any], policy_id: str, refs: Mapping[str, str]) -> None:
         self.statements = [s for _, s in statements(resources, policy_id)]
         self.refs = refs
 
-    def allows(self, action: str, resource: str, context: Mapping[str, str]) -> bool:
+    def allows(self, action: str, resource: str, context: Context) -> bool:
         for statement in self.statements:
             if statement.get("Effect", "Allow") != "Allow" or action not in as_list(statement["Action"]):
                 continue
@@ -118,10 +157,10 @@ class Policy:
                 return True
         return False
 
-    def _holds(self, operator: str, conditions: Mapping[str, Any], context: Mapping[str, str]) -> bool:
-        if operator not in ("ArnEquals", "StringEquals"):
-            raise AssertionError(f"condition operator {operator} is not modelled by this test")
-        return all(
-            key in context and context[key] in [render(v, self.refs) for v in as_list(values)]
-            for key, values in conditions.items()
-        )
+    def _holds(self, operator: str, conditions: Mapping[str, Any], context: Context) -> bool:
+        allowed = {key: [render(v, self.refs) for v in as_list(values)] for key, values in conditions.items()}
+        if operator in ("ArnEquals", "StringEquals"):
+            return all(key in context and context[key] in values for key, values in allowed.items())
+        if operator == "ForAllValues:StringEquals":  # IAM: also true when the request has no such key
+            return all(v in values for key, values in allowed.items() for v in as_list(context.get(key, [])))
+        raise AssertionError(f"condition operator {operator} is not modelled by this test")

@@ -1,4 +1,5 @@
-"""The Lambda asset, built for real without Docker, imports every handler in a fresh interpreter."""
+"""The Lambda asset, built for real without Docker, imports every handler in a fresh interpreter, with its own
+pinned AWS SDK ahead of the one the runtime brings."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from infra import assets
 from infra.settings import DeploySettings
 from tests.infra.support import HANDLERS
 
-# What the Lambda Python runtime brings besides the standard library.
+# What the Lambda Python runtime brings besides the standard library (the asset ships its own, pinned).
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "dateutil", "urllib3", "six", "jmespath")
 
 IMPORT_HANDLERS = """
@@ -28,16 +30,19 @@ for handler in json.loads(sys.argv[3]):
     loaded = importlib.import_module(module)
     assert callable(getattr(loaded, name)), handler
     found[handler] = loaded.__file__
-import kafka, aws_lambda_powertools, confluent_kafka
+import kafka, aws_lambda_powertools, confluent_kafka, boto3, botocore
 found["kafka"], found["aws_lambda_powertools"] = kafka.__file__, aws_lambda_powertools.__file__
 found["confluent_kafka"] = confluent_kafka.__file__
+found["boto3"], found["botocore"] = boto3.__file__, botocore.__file__
+boto3.client("lambda", region_name="eu-west-1").meta.service_model.operation_model("CreateEventSourceMapping")
 confluent_kafka.Producer({"bootstrap.servers": "localhost:9"}).flush(0)  # librdkafka loads and starts
 print(json.dumps(found))
 """
 
 
 def runtime_dir(tmp_path: Path) -> Path:
-    """A stand-in for the runtime's own site-packages: boto3 and its dependencies, linked from this venv."""
+    """A stand-in for the runtime's own site-packages, after the asset on the path: boto3 and its dependencies,
+    linked from this venv."""
     target = tmp_path / "runtime"
     target.mkdir()
     for name in RUNTIME_PROVIDED:
@@ -59,7 +64,7 @@ def interpreter() -> tuple[str, assets.AssetSpec]:
     return sys.executable, assets.AssetSpec.for_this_interpreter()
 
 
-def test_the_deployed_asset_has_the_code_and_the_dependencies_but_not_boto3() -> None:
+def test_the_deployed_asset_has_the_code_the_dependencies_and_the_pinned_aws_sdk() -> None:
     spec = assets.AssetSpec.for_runtime(DeploySettings().runtime, DeploySettings().architecture)
     asset = assets.build(spec)
     assert spec.platforms == ("manylinux2014_aarch64", "manylinux_2_28_aarch64") and spec.python_version == "3.14"
@@ -73,7 +78,10 @@ def test_the_deployed_asset_has_the_code_and_the_dependencies_but_not_boto3() ->
         "aws_lambda_powertools",
     ):
         assert (asset / path).exists(), path
-    assert not (asset / "boto3").exists() and not (asset / "botocore").exists()
+    # the AWS SDK the tests and the botocore-model checks ran with, not the runtime's (older) bundled one
+    for name in assets.AWS_SDK:
+        (dist,) = asset.glob(f"{name.replace('-', '_')}-*.dist-info")
+        assert dist.name == f"{name.replace('-', '_')}-{metadata.version(name)}.dist-info", dist.name
     assert not (asset / "shared" / "local").exists() and not (asset / "shared" / "cli").exists()  # not deployed
     assert not list(asset.rglob("__pycache__"))
     # the only native code: crc32c, confluent-kafka (librdkafka), cryptography (with cffi) and pycryptodomex
@@ -119,7 +127,7 @@ def test_every_handler_imports_from_the_asset_in_a_fresh_interpreter(tmp_path: P
     )
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
-    assert set(found) == {*HANDLERS, "kafka", "aws_lambda_powertools", "confluent_kafka"}
+    assert set(found) == {*HANDLERS, "kafka", "aws_lambda_powertools", "confluent_kafka", "boto3", "botocore"}
     assert all(path.startswith(str(asset)) for path in found.values()), found  # nothing from this checkout or venv
 
 
@@ -127,7 +135,7 @@ def test_the_fingerprint_covers_the_sources(tmp_path: Path) -> None:
     for package in assets.PACKAGES:
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
-    spec = assets.AssetSpec("3.14", "manylinux2014_aarch64", ("kafka-python==3.0.12",))
+    spec = assets.AssetSpec("3.14", ("manylinux2014_aarch64",), ("kafka-python==3.0.12",))
     before = assets.fingerprint(spec, tmp_path)
     (tmp_path / "shared" / "__pycache__").mkdir()
     (tmp_path / "shared" / "__pycache__" / "x.pyc").write_bytes(b"ignored")

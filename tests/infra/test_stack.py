@@ -6,6 +6,7 @@ acknowledgment, so every test here also stands on a nag-clean template.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -14,7 +15,7 @@ from aws_cdk.assertions import Match
 from infra.constructs.observability import CHECKPOINT_AGE_METRIC
 from infra.permissions import STAR_ONLY_ACTIONS
 from shared.aws import config_source, secrets
-from tests.infra.support import ACCOUNT, HANDLERS, REGION, Synthesized, as_list, render, statements
+from tests.infra.support import ACCOUNT, HANDLERS, Synthesized, as_list, granted, render, statements
 
 MSK_PRIMARY = "arn:aws:kafka:eu-west-1:123456789012:cluster/primary/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0-2"
 MSK_DR = "arn:aws:kafka:eu-west-1:123456789012:cluster/dr/9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0-3"
@@ -23,37 +24,24 @@ CLOUD_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:AmazonMSK_s
 ONPREM_CA = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:smm/onprem-root-ca-AbCdEf"
 
 
-def esms(s: Synthesized) -> dict[str, dict[str, Any]]:
-    """ESM properties by topic."""
-    return {
-        r["Properties"]["Topics"][0]: r["Properties"] for r in s.of_type("AWS::Lambda::EventSourceMapping").values()
-    }
-
-
 def mirror_id(s: Synthesized, flow: str) -> str:
     return next(s.logical_id(m.function) for m in s.stack.mirrors if m.flow.name == flow)
 
 
-def refs(s: Synthesized) -> dict[str, str]:
-    """Deploy-time values of the stack's Refs/GetAtts, made up but distinct."""
-    values: dict[str, str] = {}
-    for logical_id, resource in s.resources.items():
-        values[logical_id] = f"{logical_id}-physical"
-        values[f"{logical_id}.Arn"] = (
-            f"arn:aws:{resource['Type'].split('::')[1].lower()}:{REGION}:{ACCOUNT}:{logical_id}"
-        )
-    return values
+# --- event-source mappings: config sync's, created by a run at deploy time ------------------------------------
 
 
-# --- event-source mappings -------------------------------------------------------------------------------
+def test_the_stack_declares_no_event_source_mapping(example: Synthesized) -> None:
+    """Config sync owns them all: a create-only change in the stack would make CloudFormation replace a mapping,
+    and Lambda refuses a second mapping of the same function, source and topic."""
+    assert not example.of_type("AWS::Lambda::EventSourceMapping")
+    assert sorted(example.templates()) == sorted(f.name for f in example.deployment.mirrored_flows)
 
 
-def test_msk_one_esm_per_listed_topic_with_iam_auth_and_the_flows_settings(msk: Synthesized) -> None:
-    mappings = esms(msk)
-    assert sorted(mappings) == ["orders", "payments"]  # audit-.* is a regex: config sync's job
-    for topic, props in mappings.items():
-        assert props == {
-            "FunctionName": {"Ref": mirror_id(msk, "primary->dr")},
+def test_msk_mappings_use_iam_auth_and_the_flows_settings(msk: Synthesized) -> None:
+    for topic in ("orders", "audit-2026"):  # listed by name or matched by a regex: the same mapping
+        assert msk.mapping("primary->dr", topic) == {
+            "FunctionName": f"{mirror_id(msk, 'primary->dr')}-physical",
             "EventSourceArn": MSK_PRIMARY,
             "Topics": [topic],
             "AmazonManagedKafkaEventSourceConfig": {"ConsumerGroupId": f"smm:primary:dr:{topic}"},
@@ -65,21 +53,18 @@ def test_msk_one_esm_per_listed_topic_with_iam_auth_and_the_flows_settings(msk: 
             "DestinationConfig": {"OnFailure": {"Destination": "kafka://smm-esm-failures"}},
             "MaximumRetryAttempts": 10,
             "MetricsConfig": {"Metrics": ["EventCount", "ErrorCount", "KafkaMetrics"]},
-            "Tags": [{"Key": "smm:deployment", "Value": "smm-msk"}],
-        }
-        assert "SourceAccessConfigurations" not in props  # IAM: the execution role is the credential
+            "Tags": {config_source.DEPLOYMENT_TAG: "smm-msk", config_source.FLOW_TAG: "primary->dr"},
+        }  # no SourceAccessConfigurations: with IAM the execution role is the credential
 
 
-def test_self_managed_esms_use_scram_the_private_ca_and_the_vpc(self_managed: Synthesized) -> None:
-    mappings = esms(self_managed)
-    assert sorted(mappings) == ["customers", "orders", "returns"]
+def test_self_managed_mappings_use_scram_the_private_ca_and_the_vpc(self_managed: Synthesized) -> None:
     created_secret = self_managed.logical_id(self_managed.stack.secrets.credentials["onprem"])
     for topic in ("orders", "customers"):
-        props = mappings[topic]
-        assert props["FunctionName"] == {"Ref": mirror_id(self_managed, "onprem->cloud")}
+        props = self_managed.mapping("onprem->cloud", topic)
+        assert props["FunctionName"] == f"{mirror_id(self_managed, 'onprem->cloud')}-physical"
         assert props["SelfManagedEventSource"] == {
             "Endpoints": {
-                "KafkaBootstrapServers": [
+                "KAFKA_BOOTSTRAP_SERVERS": [
                     "kafka-1.dc1.example.com:9093",
                     "kafka-2.dc1.example.com:9093",
                     "kafka-3.dc1.example.com:9093",
@@ -88,55 +73,66 @@ def test_self_managed_esms_use_scram_the_private_ca_and_the_vpc(self_managed: Sy
         }
         assert props["SelfManagedKafkaEventSourceConfig"] == {"ConsumerGroupId": f"smm:onprem:cloud:{topic}"}
         assert props["SourceAccessConfigurations"] == [
-            {"Type": "SASL_SCRAM_512_AUTH", "URI": {"Ref": created_secret}},
+            {"Type": "SASL_SCRAM_512_AUTH", "URI": f"{created_secret}-physical"},
             {"Type": "SERVER_ROOT_CA_CERTIFICATE", "URI": ONPREM_CA},
             {"Type": "VPC_SUBNET", "URI": "subnet:subnet-0123456789abcdef1"},
             {"Type": "VPC_SUBNET", "URI": "subnet:subnet-0123456789abcdef2"},
             {"Type": "VPC_SECURITY_GROUP", "URI": "security_group:sg-0123456789abcdef3"},
         ]
         assert "ProvisionedPollerConfig" not in props and "MaximumRetryAttempts" not in props  # on-demand mode
-        assert props["DestinationConfig"] == {
-            "OnFailure": {
-                "Destination": {"Fn::GetAtt": [self_managed.logical_id(self_managed.stack.failure_queue), "Arn"]}
-            }
-        }
-    returns = mappings["returns"]
+        assert "DestinationConfig" not in props  # retried until it succeeds: nothing is skipped
+        assert props["Tags"] == {config_source.DEPLOYMENT_TAG: "smm-hybrid", config_source.FLOW_TAG: "onprem->cloud"}
+    returns = self_managed.mapping("cloud->onprem", "returns")
     assert returns["EventSourceArn"] == MSK_CLOUD
     assert returns["AmazonManagedKafkaEventSourceConfig"] == {"ConsumerGroupId": "smm:cloud:onprem:returns"}
     assert returns["SourceAccessConfigurations"] == [{"Type": "SASL_SCRAM_512_AUTH", "URI": CLOUD_SECRET}]
     assert returns["ProvisionedPollerConfig"] == {"MinimumPollers": 1, "MaximumPollers": 2}
-    assert returns["MaximumRetryAttempts"] == 5 and returns["BisectBatchOnFunctionError"] is True
+    assert returns["BisectBatchOnFunctionError"] is True and "MaximumRetryAttempts" not in returns
 
 
-def test_config_sync_creates_the_same_mappings_the_stack_does(example: Synthesized) -> None:
-    """The event-sources parameter, read back as config sync reads it, rebuilds every stack-made ESM exactly."""
-    values = refs(example)
-    parameter = example.resources[example.logical_id(example.stack.event_sources_parameter)]
-    templates = {
-        flow: config_source.EventSourceTemplate.from_json(flow, value)
-        for flow, value in json.loads(render(parameter["Properties"]["Value"], values)).items()
+def test_mirrors_recover_what_their_mappings_may_skip(msk: Synthesized, self_managed: Synthesized) -> None:
+    """A retry limit, a record age or a failure destination lets a mapping move past a batch: the mirror is told
+    to copy such a range from the source itself."""
+    for synthesized, expected in ((msk, {"primary->dr": "true"}), (self_managed, {})):
+        found = {}
+        for mirror in synthesized.stack.mirrors:
+            env = synthesized.resources[mirror_id(synthesized, mirror.flow.name)]["Properties"]["Environment"]
+            if config_source.RECOVER_SKIPPED_ENV in env["Variables"]:
+                found[mirror.flow.name] = env["Variables"][config_source.RECOVER_SKIPPED_ENV]
+            assert mirror.template.may_skip == (mirror.flow.name in expected)
+        assert found == expected
+
+
+def test_a_config_sync_run_at_deploy_time_creates_and_at_delete_removes_the_mappings(example: Synthesized) -> None:
+    ((hook_id, hook),) = example.of_type("Custom::SmmConfigSync").items()
+    stack = example.stack
+    parameter = example.resources[example.logical_id(stack.event_sources_parameter)]["Properties"]
+    timeout = example.deployment.settings.functions["config_sync"].timeout_seconds
+    assert hook["Properties"] == {
+        "ServiceToken": {"Fn::GetAtt": [example.logical_id(stack.config_sync.function), "Arn"]},
+        "ServiceTimeout": str(timeout + 60),
+        "Deployment": example.deployment.settings.name,
+        "MirrorFunctions": [{"Ref": example.logical_id(m.function)} for m in stack.mirrors],
+        "ConfigDigest": hashlib.sha256(example.deployment.config_text.encode()).hexdigest(),
+        "EventSources": parameter["Value"],  # the very JSON config sync reads: a changed setting is an update
     }
-    assert sorted(templates) == sorted(f.name for f in example.deployment.mirrored_flows)
-    config = example.deployment.config
-    for topic, props in esms(example).items():
-        flow = next(f for f in example.deployment.mirrored_flows if topic in config_source.explicit_topics(f))
-        expected = templates[flow.name].create_parameters(flow, topic, config.cluster(flow.source))
-        assert _as_api(props, values) == expected
-
-
-def _as_api(props: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
-    """CloudFormation ESM properties in CreateEventSourceMapping's shape, tokens rendered."""
-    api: dict[str, Any] = json.loads(json.dumps({k: v for k, v in props.items() if k != "Tags"}))
-    api["FunctionName"] = render(api["FunctionName"], values)
-    if "SelfManagedEventSource" in api:
-        servers = api["SelfManagedEventSource"]["Endpoints"].pop("KafkaBootstrapServers")
-        api["SelfManagedEventSource"]["Endpoints"]["KAFKA_BOOTSTRAP_SERVERS"] = servers
-    for access in api.get("SourceAccessConfigurations", []):
-        access["URI"] = render(access["URI"], values)
-    if "DestinationConfig" in api:
-        failure = api["DestinationConfig"]["OnFailure"]
-        failure["Destination"] = render(failure["Destination"], values)
-    return api
+    # created after, and deleted before, everything the run uses
+    roles = [stack.config_sync.scheduled.smm.role, *(m.smm.role for m in stack.mirrors)]
+    needed = [
+        stack.config_sync.function,
+        *roles,
+        *(r.node.find_child("DefaultPolicy") for r in roles),
+        *(m.function for m in stack.mirrors),
+        stack.config_parameter,
+        stack.event_sources_parameter,
+        *stack.secrets.credentials.values(),
+    ]
+    needed += [stack.failure_queue] if stack.failure_queue else []
+    expected = {example.logical_id(c) for c in needed if c.node.default_child is not None}  # not imported ones
+    assert expected <= set(hook["DependsOn"]), expected - set(hook["DependsOn"])
+    # no scheduled run before the first deploy-time run, nor after the delete-time one
+    schedule = example.resources[example.logical_id(stack.config_sync.scheduled.schedule)]
+    assert hook_id in schedule["DependsOn"]
 
 
 # --- functions and schedules -----------------------------------------------------------------------------
@@ -219,7 +215,7 @@ def test_secrets_are_referenced_never_inlined(example: Synthesized) -> None:
     text = example.deployment.config_text
     assert "password" not in text
     assert all("IAMLoginModule required" in line for line in text.splitlines() if "jaas" in line)  # no credential
-    values = refs(example)
+    values = example.refs()
     for function in example.of_type("AWS::Lambda::Function").values():
         env = function["Properties"]["Environment"]["Variables"]
         for name in (secrets.CLUSTER_SECRETS_ENV, secrets.CLUSTER_CA_SECRETS_ENV):
@@ -238,7 +234,7 @@ def _keys(value: Any) -> set[str]:
 
 
 def test_self_managed_functions_get_the_secret_arns_of_their_clusters(self_managed: Synthesized) -> None:
-    values = refs(self_managed)
+    values = self_managed.refs()
     created = self_managed.logical_id(self_managed.stack.secrets.credentials["onprem"])
     mirror = self_managed.resources[mirror_id(self_managed, "onprem->cloud")]
     env = mirror["Properties"]["Environment"]["Variables"]
@@ -255,6 +251,14 @@ def test_the_configuration_parameter_holds_the_file(example: Synthesized) -> Non
     assert parameter["Type"] == "String" and parameter["Name"].endswith("/mm2.properties")
 
 
+def test_the_configuration_parameter_takes_console_edits_past_4_kb(example: Synthesized) -> None:
+    """Intelligent-Tiering: a write over the standard tier's 4 KB becomes advanced instead of failing."""
+    configuration = example.resources[example.logical_id(example.stack.config_parameter)]["Properties"]
+    assert configuration["Tier"] == "Intelligent-Tiering"
+    event_sources = example.resources[example.logical_id(example.stack.event_sources_parameter)]["Properties"]
+    assert event_sources["Tier"] == "Standard"  # written by the stack only, in the smallest tier it fits
+
+
 def test_the_created_msk_style_secret_is_not_created_for_self_managed(self_managed: Synthesized) -> None:
     """A created self-managed secret needs no AmazonMSK_ name nor its own key."""
     assert not self_managed.of_type("AWS::KMS::Key")
@@ -267,14 +271,15 @@ def test_the_created_msk_style_secret_is_not_created_for_self_managed(self_manag
 
 def test_dashboard_and_alarms(example: Synthesized) -> None:
     (dashboard,) = example.of_type("AWS::CloudWatch::Dashboard").values()
-    body = render(dashboard["Properties"]["DashboardBody"], refs(example))
+    body = render(dashboard["Properties"]["DashboardBody"], example.refs())
     for metric in ("ReplicationLatency", "RecordAge", "Records", "Bytes", "Errors", "OffsetLag", CHECKPOINT_AGE_METRIC):
         assert f'"{metric}"' in body, metric
     for flow in example.deployment.mirrored_flows:
         assert f'"Flow","{flow.name}","service","smm-mirror"' in body
     alarms = example.of_type("AWS::CloudWatch::Alarm").values()
     flows = len(example.deployment.mirrored_flows)
-    assert len(alarms) == 4 * flows + 3  # latency, lost records, errors, lag per flow; errors per scheduled job
+    # latency, lost records, errors, lag per flow; errors per scheduled job (the stall alarms: test_alarms.py)
+    assert len(alarms) >= 4 * flows + 3
     names = [a["Properties"].get("MetricName") for a in alarms]
     assert names.count("ReplicationLatency") == flows and names.count("OffsetLag") == flows
 
@@ -359,23 +364,49 @@ def test_heartbeats_may_write_every_pairs_target(msk: Synthesized) -> None:
     assert writable == {f"{arn.replace(':cluster/', ':topic/')}/heartbeats" for arn in (MSK_PRIMARY, MSK_DR)}
 
 
-def transactional_grants(s: Synthesized, role_owner: Any) -> dict[str, set[str]]:
-    """transactional-id ARN -> actions granted to the construct's role."""
-    policy = s.logical_id(role_owner.smm.role.node.find_child("DefaultPolicy"))
-    grants: dict[str, set[str]] = {}
-    for _, statement in statements(s.resources, policy):
-        for resource in as_list(statement["Resource"]):
-            if isinstance(resource, str) and ":transactional-id/" in resource:
-                grants.setdefault(resource, set()).update(as_list(statement["Action"]))
-    return grants
-
-
 def test_only_the_checkpoints_use_transactions_in_at_least_once_mode(msk: Synthesized) -> None:
     dr_ids = MSK_DR.replace(":cluster/", ":transactional-id/")
-    assert transactional_grants(msk, msk.stack.checkpoints.scheduled) == {
+    assert granted(msk, msk.stack.checkpoints.scheduled.smm.role, "transactional-id") == {
         f"{dr_ids}/smm:checkpoints:primary:dr": {
             "kafka-cluster:DescribeTransactionalId",
             "kafka-cluster:AlterTransactionalId",
         }
     }
-    assert transactional_grants(msk, msk.stack.mirrors[0]) == {}
+    assert granted(msk, msk.stack.mirrors[0].smm.role, "transactional-id") == {}
+
+
+def test_checkpoints_may_alter_the_targets_groups_with_group_offset_sync(msk: Synthesized) -> None:
+    """primary->dr syncs group offsets: only then may checkpoints look at and move dr's consumer groups."""
+    assert granted(msk, msk.stack.checkpoints.scheduled.smm.role, "group") == {
+        MSK_PRIMARY.replace(":cluster/", ":group/") + "/*": {"kafka-cluster:DescribeGroup"},  # source offsets
+        MSK_DR.replace(":cluster/", ":group/") + "/*": {"kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"},
+    }
+
+
+def test_only_this_accounts_schedules_may_assume_the_scheduler_roles(
+    msk: Synthesized, self_managed: Synthesized
+) -> None:
+    for synthesized, account in ((msk, ACCOUNT), (self_managed, {"Ref": "AWS::AccountId"})):
+        trusts = [
+            statement
+            for role in synthesized.of_type("AWS::IAM::Role").values()
+            for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+            if statement["Principal"] == {"Service": "scheduler.amazonaws.com"}
+        ]
+        assert len(trusts) == 3  # config sync, heartbeats, checkpoints
+        for statement in trusts:
+            assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": account}}
+
+
+def test_config_sync_may_create_the_kafka_failure_topic_on_the_source(msk: Synthesized) -> None:
+    """Lambda writes failed records to kafka://smm-esm-failures on primary and needs it to exist."""
+    topic = MSK_PRIMARY.replace(":cluster/", ":topic/") + "/smm-esm-failures"
+    assert granted(msk, msk.stack.config_sync.scheduled.smm.role, "topic")[topic] == {
+        "kafka-cluster:CreateTopic",
+        "kafka-cluster:DescribeTopic",
+        "kafka-cluster:DescribeTopicDynamicConfiguration",
+    }
+    assert granted(msk, msk.stack.mirrors[0].smm.role, "topic")[topic] == {
+        "kafka-cluster:DescribeTopic",
+        "kafka-cluster:WriteData",
+    }

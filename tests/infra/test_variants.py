@@ -1,4 +1,5 @@
-"""Deployments other than the two examples: created MSK SCRAM secrets, mTLS, no enabled flow, a pinned runtime."""
+"""Deployments other than the two examples: created MSK SCRAM secrets, mTLS, no enabled flow, a pinned runtime,
+exactly-once without group offset sync, a configuration too large for SSM."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.infra.support import EXAMPLES, Synthesized, as_list, statements, synthesize
+from infra.settings import SettingsError
+from tests.infra.support import EXAMPLES, Synthesized, as_list, granted, statements, synthesize
 
 MSK_A = "arn:aws:kafka:eu-west-1:123456789012:cluster/a/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0-2"
+MSK_PRIMARY = "arn:aws:kafka:eu-west-1:123456789012:cluster/primary/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0-2"
 MTLS_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:smm/b-client-AbCdEf"
 NETWORK = {
     "vpc_id": "vpc-0123456789abcdef0",
@@ -56,14 +59,11 @@ def test_a_created_msk_scram_secret_is_named_for_msk_and_has_its_own_rotating_ke
 
 
 def test_msk_scram_and_self_managed_mtls_mappings(scram_and_mtls: Synthesized) -> None:
-    mappings = {
-        r["Properties"]["Topics"][0]: r["Properties"]
-        for r in scram_and_mtls.of_type("AWS::Lambda::EventSourceMapping").values()
-    }
-    created = {"Ref": scram_and_mtls.logical_id(scram_and_mtls.stack.secrets.credentials["a"])}
-    assert mappings["orders"]["SourceAccessConfigurations"] == [{"Type": "SASL_SCRAM_512_AUTH", "URI": created}]
-    assert mappings["orders"]["EventSourceArn"] == MSK_A
-    assert mappings["invoices"]["SourceAccessConfigurations"] == [
+    orders, invoices = scram_and_mtls.mapping("a->b", "orders"), scram_and_mtls.mapping("b->a", "invoices")
+    created = f"{scram_and_mtls.logical_id(scram_and_mtls.stack.secrets.credentials['a'])}-physical"
+    assert orders["SourceAccessConfigurations"] == [{"Type": "SASL_SCRAM_512_AUTH", "URI": created}]
+    assert orders["EventSourceArn"] == MSK_A
+    assert invoices["SourceAccessConfigurations"] == [
         {"Type": "CLIENT_CERTIFICATE_TLS_AUTH", "URI": MTLS_SECRET},
         {"Type": "VPC_SUBNET", "URI": "subnet:subnet-0123456789abcdef1"},
         {"Type": "VPC_SECURITY_GROUP", "URI": "security_group:sg-0123456789abcdef2"},
@@ -94,22 +94,47 @@ def test_no_enabled_flow_still_deploys_the_scheduled_functions(tmp_path: Path) -
     ]
     assert not s.of_type("AWS::Lambda::EventSourceMapping")
     assert len(s.of_type("AWS::Scheduler::Schedule")) == 3
+    ((_, hook),) = s.of_type("Custom::SmmConfigSync").items()  # still run: it disables a paused flow's mappings
+    assert hook["Properties"]["MirrorFunctions"] == []
 
 
-def test_exactly_once_mirror_may_use_its_transactional_ids_and_offsets_topic(tmp_path: Path) -> None:
-    properties = (EXAMPLES / "msk" / "mm2.properties").read_text() + "dr.exactly.once.source.support = enabled\n"
-    s = synthesize("msk", tmp_path, properties=properties)
-    policy = s.logical_id(s.stack.mirrors[0].smm.role.node.find_child("DefaultPolicy"))
+@pytest.fixture(scope="module")
+def exactly_once_without_group_sync(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The MSK example with exactly-once delivery on dr and consumer-group offset sync off."""
+    lines = (EXAMPLES / "msk" / "mm2.properties").read_text().splitlines()
+    properties = [line for line in lines if "sync.group.offsets.enabled" not in line]
+    properties.append("dr.exactly.once.source.support = enabled")
+    return synthesize("msk", tmp_path_factory.mktemp("exactly-once"), properties="\n".join(properties) + "\n")
+
+
+def test_exactly_once_mirror_may_use_its_transactional_ids_and_offsets_topic(
+    exactly_once_without_group_sync: Synthesized,
+) -> None:
+    s = exactly_once_without_group_sync
     dr = "arn:aws:kafka:eu-west-1:123456789012:{kind}/dr/9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0-3"
-    granted: dict[str, set[str]] = {}
-    for _, statement in statements(s.resources, policy):
-        for resource in as_list(statement["Resource"]):
-            if isinstance(resource, str):
-                granted.setdefault(resource, set()).update(as_list(statement["Action"]))
-    assert granted[dr.format(kind="transactional-id") + "/smm:primary:dr:*"] == {
+    grants = granted(s, s.stack.mirrors[0].smm.role)
+    assert grants[dr.format(kind="transactional-id") + "/smm:primary:dr:*"] == {
         "kafka-cluster:DescribeTransactionalId",
         "kafka-cluster:AlterTransactionalId",
     }
-    offsets_topic = granted[dr.format(kind="topic") + "/mm2-offsets.primary.internal"]
+    offsets_topic = grants[dr.format(kind="topic") + "/mm2-offsets.primary.internal"]
     assert {"kafka-cluster:ReadData", "kafka-cluster:WriteData", "kafka-cluster:CreateTopic"} <= offsets_topic
-    assert "kafka-cluster:WriteDataIdempotently" in granted[dr.format(kind="cluster")]
+    assert "kafka-cluster:WriteDataIdempotently" in grants[dr.format(kind="cluster")]
+
+
+def test_without_group_offset_sync_checkpoints_leave_the_targets_groups_alone(
+    exactly_once_without_group_sync: Synthesized,
+) -> None:
+    s = exactly_once_without_group_sync
+    assert not any(f.settings.sync_group_offsets_enabled for f in s.deployment.mirrored_flows)
+    groups = granted(s, s.stack.checkpoints.scheduled.smm.role, "group")
+    assert groups == {f"{MSK_PRIMARY.replace(':cluster/', ':group/')}/*": {"kafka-cluster:DescribeGroup"}}
+    alter = {a for grants in granted(s, s.stack.checkpoints.scheduled.smm.role).values() for a in grants}
+    assert "kafka-cluster:AlterGroup" not in alter
+
+
+def test_a_configuration_over_8_kb_is_refused(tmp_path: Path) -> None:
+    """SSM's advanced (and intelligent) tier holds at most 8 KB: synth says so instead of a failed deploy."""
+    properties = (EXAMPLES / "msk" / "mm2.properties").read_text() + "# padding\n" * 1000
+    with pytest.raises(SettingsError, match=r"mm2\.properties: about \d+ bytes; an SSM parameter holds at most 8 KB"):
+        synthesize("msk", tmp_path, properties=properties)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import threading
@@ -444,53 +445,179 @@ def test_local_esms_follow_the_topics(kafka_clusters: dict[str, str], unique_pre
 # --- the Lambda handler: ESMs through the Lambda API, topics on real Kafka -----------------------------------
 
 
-def test_lambda_handler_creates_remote_topics_and_one_esm_per_topic(
-    kafka_clusters: dict[str, str], unique_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    topic = f"{unique_prefix}.payments"
-    with admin_for(kafka_clusters["A"]) as a:
-        a.create_topics({topic: {"num_partitions": 2, "replication_factor": 1}})
+class CloudFormation:
+    """Where the function answers a custom-resource request: a local HTTP server standing in for the pre-signed
+    S3 URL, keeping every answer it received."""
+
+    def __init__(self) -> None:
+        answers: list[dict[str, Any]] = []
+
+        class Answer(http.server.BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                answers.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.answers = answers
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def request(self, kind: str, properties: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+        event = {
+            "RequestType": kind,
+            "ResponseURL": f"http://127.0.0.1:{self.server.server_port}/answer",
+            "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/smm-test/1",
+            "RequestId": f"request-{len(self.answers)}",
+            "LogicalResourceId": "ConfigSyncOnDeploy",
+            "ResourceType": "Custom::SmmConfigSync",
+            "ResourceProperties": {"ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:cs", **properties},
+        }
+        if old is not None:
+            event["OldResourceProperties"] = old
+        return event
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Context(emulator.LambdaContext):
+    def __init__(self, seconds_left: float) -> None:
+        super().__init__(function_name="smm-config-sync")
+        self.deadline = time.monotonic() + seconds_left
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.deadline - time.monotonic()) * 1000)
+
+
+def _deployment_env(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    clusters: dict[str, str],
+    lines: list[str],
+    template: dict[str, Any],
+) -> Any:
     properties = tmp_path / "mm2.properties"
-    lines = [f"{alias}.bootstrap.servers = {servers}" for alias, servers in kafka_clusters.items()]
+    lines = [f"{alias}.bootstrap.servers = {servers}" for alias, servers in clusters.items()] + lines
     lines += [f"{key} = {value}" for key, value in SINGLE_BROKER.items()]
-    lines += [f"clusters = {', '.join(kafka_clusters)}", "heartbeats.replication.enabled = false"]
-    lines += ["A->B.enabled = true", f"A->B.topics = {unique_prefix}.*"]
+    lines += [f"clusters = {', '.join(clusters)}", "heartbeats.replication.enabled = false", "A->B.enabled = true"]
     properties.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    access = [{"Type": "BASIC_AUTH", "URI": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka"}]
-    for key, value in {
-        "SMM_CONFIG_FILE": str(properties),
-        "SMM_FLOW": "A->B",
-        "SMM_MIRROR_FUNCTION": "smm-mirror-A-B",
-        "SMM_SOURCE_ACCESS_CONFIGURATIONS": json.dumps(access),
-    }.items():
-        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SMM_CONFIG_FILE", str(properties))
+    monkeypatch.setenv("SMM_EVENT_SOURCES", json.dumps({"A->B": template}))
+    monkeypatch.delenv("SMM_FLOW", raising=False)
     client = boto3.client("lambda", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
     monkeypatch.setattr(aws_clients, "lambda_client", lambda: client)
-    with Stubber(client) as stub:
-        stub.add_response("list_event_source_mappings", {"EventSourceMappings": []}, {"FunctionName": "smm-mirror-A-B"})
-        stub.add_response(
-            "create_event_source_mapping",
-            {"UUID": "0f8fad5b-d9cb-469f-a165-70867728950e", "State": "Creating"},
-            {
-                "FunctionName": "smm-mirror-A-B",
-                "Topics": [topic],
-                "StartingPosition": "TRIM_HORIZON",
-                "BatchSize": 100,
-                "MaximumBatchingWindowInSeconds": 0,  # smm.batching.window.ms = 100, in whole seconds
-                "Enabled": True,
-                "SelfManagedEventSource": {"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": [kafka_clusters["A"]]}},
-                "SelfManagedKafkaEventSourceConfig": {"ConsumerGroupId": f"smm:A:B:{topic}"},
-                "SourceAccessConfigurations": access,
-            },
-        )
-        try:
-            summary = handler.lambda_handler({}, emulator.LambdaContext(function_name="smm-config-sync-A-B"))
-        finally:
-            handler._cache.close()
-        stub.assert_no_pending_responses()
-    assert summary["A->B"]["created"] == [f"A.{topic}"] and summary["A->B"]["esm"] == {"created": [topic]}
-    with admin_for(kafka_clusters["B"]) as b:
-        assert partitions(b, f"A.{topic}") == 2
+    return client
+
+
+def test_cdk_deploy_creates_every_mapping_tagged_and_cdk_destroy_removes_them(
+    kafka_clusters: dict[str, str], unique_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stack declares no mapping: its custom resource runs config sync once at deploy (remote topics, the
+    failure topic on the source, one tagged mapping per topic) and deletes the deployment's mappings at destroy."""
+    topic, failures = f"{unique_prefix}.payments", f"{unique_prefix}-esm-failures"
+    with admin_for(kafka_clusters["A"]) as a:
+        a.create_topics({topic: {"num_partitions": 2, "replication_factor": 1}})
+    access = [{"Type": "BASIC_AUTH", "URI": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka"}]
+    template = {
+        "FunctionName": "smm-mirror-A-B",
+        "SourceAccessConfigurations": access,
+        "ProvisionedPollerConfig": {"MinimumPollers": 1, "MaximumPollers": 2},
+        "DestinationConfig": {"OnFailure": {"Destination": f"kafka://{failures}"}},
+        "MaximumRetryAttempts": 10,
+        "Tags": {"smm:deployment": "smm-test"},
+    }
+    client = _deployment_env(
+        monkeypatch, tmp_path, kafka_clusters, [f"A->B.topics = {unique_prefix}\\.payments"], template
+    )
+    properties = {"Deployment": "smm-test", "MirrorFunctions": ["smm-mirror-A-B"], "ConfigDigest": "1"}
+    cloudformation = CloudFormation()
+    uuid = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    arn = f"arn:aws:lambda:eu-west-1:123456789012:event-source-mapping:{uuid}"
+    try:
+        with Stubber(client) as stub:
+            stub.add_response(
+                "list_event_source_mappings", {"EventSourceMappings": []}, {"FunctionName": "smm-mirror-A-B"}
+            )
+            stub.add_response(
+                "create_event_source_mapping",
+                {"UUID": uuid, "State": "Creating"},
+                {
+                    **{k: v for k, v in template.items() if k != "Tags"},
+                    "Topics": [topic],
+                    "StartingPosition": "TRIM_HORIZON",
+                    "BatchSize": 100,
+                    "MaximumBatchingWindowInSeconds": 0,  # smm.batching.window.ms = 100, in whole seconds
+                    "Enabled": True,
+                    "SelfManagedEventSource": {"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": [kafka_clusters["A"]]}},
+                    "SelfManagedKafkaEventSourceConfig": {"ConsumerGroupId": f"smm:A:B:{topic}"},
+                    "Tags": {"smm:deployment": "smm-test", "smm:flow": "A->B"},
+                },
+            )
+            result = handler.lambda_handler(cloudformation.request("Create", properties), Context(300))
+            stub.assert_no_pending_responses()
+        assert result["Status"] == "SUCCESS"
+        (answer,) = cloudformation.answers
+        assert answer["Status"] == "SUCCESS" and answer["PhysicalResourceId"] == "smm-test-config-sync"
+        assert "1 event-source mapping(s) created" in answer["Reason"]
+        with admin_for(kafka_clusters["B"]) as b:
+            assert partitions(b, f"A.{topic}") == 2
+        with admin_for(kafka_clusters["A"]) as a:
+            assert partitions(a, failures) == 1  # Lambda requires the failure topic to exist: the deployment makes it
+
+        with Stubber(client) as stub:
+            mapping = {"UUID": uuid, "EventSourceMappingArn": arn, "Topics": [topic], "State": "Enabled"}
+            stub.add_response(
+                "list_event_source_mappings", {"EventSourceMappings": [mapping]}, {"FunctionName": "smm-mirror-A-B"}
+            )
+            stub.add_response(
+                "list_tags", {"Tags": {"smm:deployment": "smm-test", "smm:flow": "A->B"}}, {"Resource": arn}
+            )
+            stub.add_response("delete_event_source_mapping", {"UUID": uuid, "State": "Deleting"}, {"UUID": uuid})
+            handler.lambda_handler(cloudformation.request("Delete", properties), Context(300))
+            stub.assert_no_pending_responses()
+        assert cloudformation.answers[1]["Status"] == "SUCCESS"
+        assert cloudformation.answers[1]["Reason"] == "deleted 1 event-source mapping(s) of deployment smm-test"
+    finally:
+        cloudformation.close()
+        handler._cache.close()
+
+
+def test_a_cluster_unreachable_at_deploy_does_not_fail_the_deployment(
+    kafka_clusters: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clusters = {"A": f"127.0.0.1:{free_port()}", "B": kafka_clusters["B"]}  # nothing listens on A's port
+    lines = ["A->B.topics = orders", "A.request.timeout.ms = 3000", "A.default.api.timeout.ms = 3000"]
+    _deployment_env(monkeypatch, tmp_path, clusters, lines, {"FunctionName": "smm-mirror-A-B"})
+    cloudformation = CloudFormation()
+    started = time.monotonic()
+    try:
+        # 60 s left: 30 s kept for the answer, so config sync is retried for about 30 s, then the deploy goes on
+        handler.lambda_handler(cloudformation.request("Create", {"Deployment": "smm-test"}), Context(60))
+    finally:
+        cloudformation.close()
+        handler._cache.close()
+    (answer,) = cloudformation.answers
+    assert answer["Status"] == "SUCCESS", answer
+    assert "not finished, retried by the schedule: A->B:" in answer["Reason"]
+    assert time.monotonic() - started < 60 + 45  # one attempt may outlast the budget by its own timeouts
+
+
+def test_an_invalid_configuration_at_deploy_rolls_the_deployment_back(
+    kafka_clusters: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _deployment_env(monkeypatch, tmp_path, kafka_clusters, ["A->B.topics = (unclosed"], {"FunctionName": "f"})
+    cloudformation = CloudFormation()
+    try:
+        handler.lambda_handler(cloudformation.request("Update", {"Deployment": "smm-test"}, {}), Context(300))
+    finally:
+        cloudformation.close()
+        handler._cache.close()
+    (answer,) = cloudformation.answers
+    assert answer["Status"] == "FAILED" and "A->B.topics" in answer["Reason"], answer
 
 
 # --- scenario 10: ACL sync, on a broker with an authorizer ----------------------------------------------------

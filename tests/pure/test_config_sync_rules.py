@@ -13,12 +13,12 @@ from functions.config_sync.config_sync import ConfigSyncTask
 from functions.config_sync.state import TopicState
 from functions.heartbeats.heartbeats import emitting_flows
 from functions.scheduled import budget_seconds, run_tasks
-from shared.aws.esm import EsmMapping, EsmReconciler, parse_access_configurations
+from shared.aws.esm import EsmMapping, EsmReconciler
 from shared.kafka.admin_sync import ConfigEntry, TopicAcl
 from shared.kafka.clients import KafkaClients
 from shared.local import schedule
 from shared.mm2 import config
-from shared.mm2.config import ConfigError, FlowConfig, MirrorConfig
+from shared.mm2.config import FlowConfig, MirrorConfig
 
 
 def make_config(**settings: str) -> MirrorConfig:
@@ -273,18 +273,6 @@ def test_reconcile_creates_enables_disables_and_deletes() -> None:
     assert esms.calls == [] and not again
 
 
-def test_access_configurations_come_from_json() -> None:
-    text = '[{"Type": "SASL_SCRAM_512_AUTH", "URI": "arn:aws:secretsmanager:eu-west-1:1:secret:s"}]'
-    assert parse_access_configurations(text) == [
-        {"Type": "SASL_SCRAM_512_AUTH", "URI": "arn:aws:secretsmanager:eu-west-1:1:secret:s"}
-    ]
-    assert parse_access_configurations("  ") == []
-    with pytest.raises(ConfigError, match="not JSON"):
-        parse_access_configurations("[{")
-    with pytest.raises(ConfigError, match="a JSON list like"):
-        parse_access_configurations('{"Type": "BASIC_AUTH"}')
-
-
 # --- the task's schedule -----------------------------------------------------------------------------------
 
 
@@ -346,8 +334,9 @@ def test_run_tasks_loops_each_task_at_its_interval_within_the_budget() -> None:
     clock = FakeClock()
     fast, slow, broken = CountingTask(1.0, clock), CountingTask(20.0, clock), CountingTask(5.0, clock, fail=True)
     reports = run_tasks({"fast": fast, "slow": slow, "broken": broken}, 55.0, clock, clock.sleep)
-    assert fast.runs == 55 and slow.runs == 3 and broken.runs == 11
-    assert reports["broken"].failures == 11 and reports["broken"].errors[0] == "RuntimeError: broker unreachable"
+    # the broken task is retried after 1, 2, 4 s, then every 5 s (its interval caps the backoff): 0, 1, 3, 7, 12, ...
+    assert fast.runs == 55 and slow.runs == 3 and broken.runs == 13
+    assert reports["broken"].failures == 13 and reports["broken"].errors[0] == "RuntimeError: broker unreachable"
     assert reports["fast"].failures == 0 and reports["fast"].last == {"runs": 55}
     assert clock.now < 100.0 + 55.0 + 1.0
 
