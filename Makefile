@@ -34,9 +34,10 @@ $(BENCH_LIBS)/.fetched: kafka-runtime/pom.xml
 		-DoutputDirectory=$(CURDIR)/$(BENCH_LIBS) -DincludeScope=runtime
 	touch $@
 
-# `make bench BENCH_ARGS="--records 200000"` for a shorter run; see `python -m bench.run --help`.
+# `make bench BENCH_ARGS="--records 200000"` for a shorter run; see `python -m bench.run --help`. It writes its
+# report into README.md (Performance) too, naming the command and commit.
 bench: setup $(BENCH_LIBS)/.fetched
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.run --readme README.md $(BENCH_ARGS)
 
 # The corpus of real mm2.properties files read by MirrorMaker 2 itself and by this product: docs/mm2-corpus.md.
 mm2-report: setup

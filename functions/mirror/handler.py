@@ -1,5 +1,8 @@
 """Lambda entry point of the mirror function: parse the ESM event, mirror the batch, publish metrics.
 
+The ESM event is the handler's contract in Lambda. The local runtime may pass a ``RecordBatch`` instead (the records
+the event would parse to); everything after parsing, and the Powertools decorators around it, is the same.
+
 ``lambda_handler`` serves the flow named by ``SMM_FLOW`` with the configuration from ``shared.aws.config_source``,
 through ``shared.aws.live_config``: a console edit that is not valid (or names no such flow) leaves the last good
 ``Mirror`` running and publishes ``ConfigRejected``, and a refused login makes the next invocation read the secrets
@@ -15,9 +18,10 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from functions.mirror.collector import tune_for_batches
 from functions.mirror.mirror import BatchReport, Mirror
 from shared.aws import config_source
-from shared.aws.esm_event import parse_event
+from shared.aws.esm_event import MirrorPayload, batch_records
 from shared.aws.live_config import LiveConfig
 from shared.kafka.clients import KafkaClients
 from shared.kafka.failures import is_authentication_failure
@@ -27,7 +31,7 @@ SERVICE = "smm-mirror"
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="ServerlessMirrorMaker", service=SERVICE)
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+Handler = Callable[[MirrorPayload, Any], dict[str, Any]]
 # Kept of the invocation's time when copying skipped ranges: one more chunk, then a clean failure.
 DEADLINE_MARGIN_SECONDS = 20.0
 
@@ -45,11 +49,10 @@ def build_handler(
 
     @sink.log_metrics  # type: ignore[untyped-decorator]
     @logger.inject_lambda_context(clear_state=True)
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def handler(event: MirrorPayload, context: Any) -> dict[str, Any]:
         mirror = mirror_for_invocation()
         try:
-            _, records = parse_event(event)
-            report = mirror.mirror(records, deadline=_deadline(context))
+            report = mirror.mirror(batch_records(event), deadline=_deadline(context))
         except Exception as exc:
             if on_failure is not None:
                 on_failure(exc)
@@ -109,3 +112,4 @@ class _Container:
 
 _container = _Container()
 lambda_handler = build_handler(_container.mirror, on_failure=_container.failed)
+tune_for_batches()  # at the end of the cold start: what it made is frozen out of later collections

@@ -21,10 +21,10 @@ from functions.mirror.exactly_once import ExactlyOnceWriter
 from functions.mirror.skipped import MirroredPositions
 from shared.aws.esm_event import SourceRecord, by_partition
 from shared.kafka.clients import KafkaClients, TopicInfo
-from shared.kafka.producers import Delivery, RecordProducer
+from shared.kafka.producers import Delivery, RecordProducer, unreported_sender
 from shared.mm2 import provenance
 from shared.mm2.config import FlowConfig
-from shared.mm2.formats import Heartbeat
+from shared.mm2.formats import Header, Heartbeat
 from shared.mm2.gaps import GapEvent, gaps_topic
 from shared.mm2.offset_syncs import OffsetSyncPlanner, PartitionState
 
@@ -61,11 +61,17 @@ _PartitionBatch = tuple[tuple[str, int], list[SourceRecord]]
 
 @dataclass(frozen=True)
 class _Pending:
-    """One partition's sends of a batch, waiting for the flush (and, in exactly-once mode, the commit)."""
+    """One partition's sends of a batch, waiting for the flush (and, in exactly-once mode, the commit).
+
+    ``deliveries`` holds a report per send, or (sends without reports) only the first and the last send's: the
+    others are proven delivered by the two offsets being ``len(upstream) - 1`` apart.
+    """
 
     topic: str
     partition: int
-    sent: list[tuple[int, Delivery]]
+    remote: tuple[str, int]  # the remote topic and partition the records went to
+    upstream: list[int]  # the upstream offsets of the records sent, in order
+    deliveries: list[Delivery]
     producer: RecordProducer
     last_offset: int  # the batch's last upstream offset: committed as the partition's source offset
 
@@ -134,6 +140,9 @@ class Mirror:
         # mirrored position in Kafka and copy what they skipped from the source (functions/mirror/skipped.py).
         self.positions = MirroredPositions(flow, clients) if recover_skipped else None
         self._next_offset: dict[tuple[str, int], int] = {}
+        # Remote partitions another writer wrote to while a batch was in flight: their sends are reported one
+        # by one from then on (contiguous offsets no longer prove delivery there).
+        self._interleaved: set[tuple[str, int]] = set()
 
     # --- one batch ---------------------------------------------------------------------------------------
 
@@ -258,9 +267,18 @@ class Mirror:
                 batch = fresh
                 begun.append((topic, partition))
                 producer = self.exactly_once.begin(topic, partition)
-            sent: list[tuple[int, Delivery]] = []
+            upstream: list[int] = []
+            deliveries: list[Delivery] = []
             send, limit, identity, target = producer.send, info.max_message_bytes, self.identity, self.flow.target
-            refreshed = False
+            # Without reports: the first send is reported, then each send is held until the next one comes, so
+            # that the last goes out with a report too.
+            quiet = None if (remote, partition) in self._interleaved else unreported_sender(producer)
+            held_key: bytes | None = None
+            held_value: bytes | None = None
+            held_headers: list[Header] = []
+            held_timestamp = 0
+            holding = refreshed = False
+            sent_bytes = 0
             for record in batch:
                 key, value, headers = record.key, record.value, record.headers
                 if identity:
@@ -268,8 +286,15 @@ class Mirror:
                         report.skipped["loop"] += 1
                         continue
                     headers = provenance.stamp(headers, self.flow.source)
-                header_bytes = sum(len(k) + len(v or b"") for k, v in headers) if headers else 0
-                size = len(key or b"") + len(value or b"") + header_bytes
+                size = 0  # explicit arithmetic: the hottest lines of the mirror
+                for k, v in headers:
+                    size += len(k)
+                    if v is not None:
+                        size += len(v)
+                if key is not None:
+                    size += len(key)
+                if value is not None:
+                    size += len(value)
                 framed = RECORD_OVERHEAD_BYTES + size + HEADER_OVERHEAD_BYTES * len(headers)
                 if framed > limit and not refreshed:  # config sync may have raised max.message.bytes since
                     refreshed = True
@@ -278,13 +303,26 @@ class Mirror:
                 if framed > limit:
                     dead_letters.append(self._dead_letter(producer, record, remote, size, limit))
                     continue
-                sent.append((record.offset, send(remote, key, value, headers, partition, record.timestamp)))
-                report.bytes += size
-            if sent:
+                if quiet is None or not upstream:
+                    deliveries.append(send(remote, key, value, headers, partition, record.timestamp))
+                else:
+                    if holding:
+                        quiet(remote, held_key, held_value, held_headers, partition, held_timestamp)
+                    held_key = key
+                    held_value = value
+                    held_headers = headers
+                    held_timestamp = record.timestamp
+                    holding = True
+                upstream.append(record.offset)
+                sent_bytes += size
+            if holding:
+                deliveries.append(send(remote, held_key, held_value, held_headers, partition, held_timestamp))
+            if upstream:
+                report.bytes += sent_bytes
                 report.max_record_age_ms = max(report.max_record_age_ms, now_ms - min(r.timestamp for r in batch))
             if self.policy.is_heartbeats_topic(topic):
                 self._observe_heartbeats(batch, now_ms, report)
-            pending.append(_Pending(topic, partition, sent, producer, last_offset))
+            pending.append(_Pending(topic, partition, (remote, partition), upstream, deliveries, producer, last_offset))
         return pending, dead_letters
 
     def _acknowledge(
@@ -295,11 +333,37 @@ class Mirror:
         for producer in producers.values():
             producer.flush()
         report.dead_lettered += len(_acknowledged(dead_letters, "dead-lettering a record"))
-        acked = [(p.topic, p.partition, _downstream_offsets(p.topic, p.partition, p.sent)) for p in pending]
+        acked = [(p.topic, p.partition, self._downstream_offsets(p)) for p in pending]
         if self.exactly_once is not None:
             for p in pending:
                 self.exactly_once.commit(p.topic, p.partition, p.last_offset)
         return acked
+
+    def _downstream_offsets(self, pending: _Pending) -> list[tuple[int, int]]:
+        """The (upstream, downstream) offset pairs of a flushed partition's sends; any doubt fails the batch.
+
+        With only the first and last send reported, both succeeded and ``n - 1`` apart proves that all ``n``
+        landed, in order, on consecutive offsets (idempotent producer; a failure in between fails every later
+        send, see ``ConfluentProducer``, and in exactly-once mode the commit): a lost record narrows the span,
+        another writer's records widen it. The offset syncs are then planned on the inferred pairs.
+        """
+        p = pending
+        where = f"{p.topic}-{p.partition}"
+        offsets = _acknowledged(p.deliveries, f"mirroring records of {where} to the target")
+        n = len(p.upstream)
+        if len(offsets) == n:  # every send reported
+            return list(zip(p.upstream, offsets, strict=True))
+        first, last = offsets
+        if last - first != n - 1:
+            self._interleaved.add(p.remote)
+            remote, partition = p.remote
+            why = "another writer's records in between" if last - first > n - 1 else "fewer records than were sent"
+            raise MirrorError(
+                f"mirroring records of {where} to the target: {n} records were sent to {remote}-{partition}, the "
+                f"first landed at offset {first} and the last at {last} ({why}); the batch fails and the sends to "
+                f"{remote}-{partition} are reported one by one from now on"
+            )
+        return list(zip(p.upstream, range(first, last + 1), strict=True))
 
     def _remote_topic(self, topic: str, partition: int) -> TopicInfo:
         """The remote topic, created (or grown) to the source's partition count before anything is sent."""
@@ -447,8 +511,3 @@ def _acknowledged(deliveries: Sequence[Delivery], what: str) -> list[int]:
         if delivery.failed():
             raise MirrorError(f"{what} failed: {type(delivery.exception).__name__}: {delivery.exception}")
     return [delivery.offset for delivery in deliveries]
-
-
-def _downstream_offsets(topic: str, partition: int, sent: list[tuple[int, Delivery]]) -> list[tuple[int, int]]:
-    offsets = _acknowledged([d for _, d in sent], f"mirroring records of {topic}-{partition} to the target")
-    return [(upstream, offset) for (upstream, _), offset in zip(sent, offsets, strict=True)]

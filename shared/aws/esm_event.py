@@ -2,20 +2,27 @@
 
 Both directions live here so the emulator builds exactly what the handler parses. Records are taken as raw
 bytes: base64 keys/values, header values as (possibly signed) byte arrays, repeated header keys kept in order.
+In-process (``smm run``) the emulator skips the JSON and hands the handler a ``RecordBatch``: the records
+``parse_event`` would return for the event ``build_event`` makes of them (tests prove the two are equal).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 from binascii import a2b_base64 as _a2b
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any, NamedTuple
 
 from aws_lambda_powertools.utilities.data_classes.kafka_event import KafkaEventRecord
 
 from shared.mm2.formats import Header
 
+# How the event is serialised where its size matters: Lambda's payload cap counts compact JSON.
+COMPACT = (",", ":")
 EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka")
 SELF_MANAGED = "SelfManagedKafka"
 
@@ -40,6 +47,23 @@ class SourceRecord(NamedTuple):
     def size(self) -> int:
         """Payload bytes: key, value, header keys and values (what MM2's byte-count counts)."""
         return len(self.key or b"") + len(self.value or b"") + sum(len(k) + len(v or b"") for k, v in self.headers)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBatch:
+    """A batch handed to the mirror handler in-process, instead of its ESM event: the records, in the order
+    ``parse_event`` would return them (grouped by partition, each partition in offset order)."""
+
+    records: list[SourceRecord]
+
+
+# What the mirror handler is invoked with: the ESM event (Lambda) or the batch itself (the local emulator).
+MirrorPayload = dict[str, Any] | RecordBatch
+
+
+def batch_records(payload: MirrorPayload) -> list[SourceRecord]:
+    """The records of an invocation: parsed (and validated) from an ESM event, or taken from a ``RecordBatch``."""
+    return payload.records if isinstance(payload, RecordBatch) else parse_event(payload)[1]
 
 
 def parse_event(raw: dict[str, Any]) -> tuple[str, list[SourceRecord]]:
@@ -189,6 +213,30 @@ def build_event(
             }
         )
     return {"eventSource": event_source, "bootstrapServers": ",".join(bootstrap_servers), "records": grouped}
+
+
+def payload_bytes(record: SourceRecord) -> int:
+    """The record's share of the event as compact JSON, at most (so the 6 MB cap holds without building it).
+
+    Base64 key and value; header bytes as decimal numbers (up to 4 characters each with the comma) and header keys
+    as JSON writes them (escapes included, ASCII-only output); the topic in the record and in its
+    ``topic-partition`` key; 200 characters for the field names, the numbers and the punctuation around them.
+    One plain loop per record: the emulator runs it for every record it polls.
+    """
+    key, value = record.key, record.value
+    size = 200 + 2 * len(_json_string(record.topic))
+    if key is not None:
+        size += 4 * ((len(key) + 2) // 3)
+    if value is not None:
+        size += 4 * ((len(value) + 2) // 3)
+    for name, data in record.headers:
+        size += len(_json_string(name)) + 14 + (4 * len(data) if data is not None else 4)
+    return size
+
+
+def envelope_bytes(bootstrap_servers: Sequence[str], event_source: str = SELF_MANAGED) -> int:
+    """The size of an event without records (compact JSON): what ``payload_bytes`` of its records add up to."""
+    return len(json.dumps(build_event([], bootstrap_servers, event_source), separators=COMPACT))
 
 
 def by_partition(records: Iterable[SourceRecord]) -> Iterator[tuple[tuple[str, int], list[SourceRecord]]]:

@@ -95,10 +95,12 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     _local_powertools_defaults(args.verbose)
+    from functions.mirror.collector import tune_for_batches
     from shared.local import emulator
 
     mirror_config = load(args.config)
     mappings = _mapping_options(args.settings, mirror_config) if args.settings else None
+    tune_for_batches()
     stop = threading.Event()
     # SIGTERM (systemd, Kubernetes, kill) stops like Ctrl-C: batches finish, consumers commit and leave their groups
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

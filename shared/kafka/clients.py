@@ -380,10 +380,17 @@ def _connect_error(alias: str, settings: Mapping[str, Any], cause: BaseException
             f"check {alias}.ssl.keystore.location and that its CA is one the broker trusts"
         )
     if _answers(settings.get("bootstrap_servers", [])):
-        login = f" or the {mechanism} login" if mechanism and protocol.startswith("SASL_") else ""
+        if mechanism and protocol.startswith("SASL_"):
+            # A broker may answer a refused SCRAM login by closing the connection (kafka-python's admin client then
+            # sees only "socket disconnected"): counted as a refused login, so the next attempt reads the secret anew.
+            return ClusterAuthenticationError(
+                f"cannot log in to {where}: the broker answers, but the {protocol} handshake or the {mechanism} "
+                f"login did not complete ({reason}); check {alias}.security.protocol, {alias}.sasl.mechanism and "
+                "the credentials"
+            )
         return ClusterError(
-            f"cannot connect to {where}: the broker answers, but the {protocol} handshake{login} failed ({reason}); "
-            f"check {alias}.security.protocol" + (f", {alias}.sasl.mechanism and the credentials" if login else "")
+            f"cannot connect to {where}: the broker answers, but the {protocol} handshake failed ({reason}); "
+            f"check {alias}.security.protocol"
         )
     return ClusterError(f"{where} is unreachable ({reason}); check its bootstrap.servers and that the brokers are up")
 

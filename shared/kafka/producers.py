@@ -2,14 +2,17 @@
 
 Two backends: kafka-python (pure Python, what every other client here uses) and confluent-kafka (librdkafka,
 manylinux wheels for Lambda's x86_64 and arm64). The mirror only needs ``send`` with raw bytes and an explicit
-partition and timestamp, a delivery report per record (the downstream offset, for offset syncs), and ``flush``.
+partition and timestamp, a delivery report (the downstream offset, for offset syncs), and ``flush``. On
+librdkafka a delivery report costs a Python call per record, so the mirror asks for it only where it needs a
+downstream offset (``unreported_sender``) and proves the rest delivered by arithmetic.
 ``smm.producer.backend`` selects one; the README's Performance section says which is the default and why.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 from kafka.serializer import Serializer
@@ -18,12 +21,21 @@ from shared.mm2.formats import Header
 
 BACKENDS = ("kafka-python", "confluent-kafka")
 
+_logger = logging.getLogger("confluent_kafka")
+
 # Whatever a closing producer still holds was never acknowledged, so the batch it belonged to failed (or will be
 # redelivered): waiting longer protects nothing and can hang a shutdown on an unreachable cluster.
 CLOSE_TIMEOUT_SECONDS = 10.0
 # How long a transaction may take to flush or commit before the batch fails and its producer is replaced (a new
 # one fences the old and aborts its transaction). A 6 MB batch needs well under a second on a healthy link.
 TRANSACTION_FLUSH_TIMEOUT_SECONDS = 15.0
+# How long a data-path flush waits for its deliveries before the batch fails.
+FLUSH_TIMEOUT_SECONDS = 120.0
+# librdkafka's default message.timeout.ms (alias delivery.timeout.ms); 0 means no timeout.
+LIBRDKAFKA_MESSAGE_TIMEOUT_MS = 300_000
+
+# ``send`` without a delivery report: topic, key, value, headers, partition, timestamp (ms).
+UnreportedSend = Callable[[str, "bytes | None", "bytes | None", "list[Header]", int, int], None]
 
 
 class Delivery(Protocol):
@@ -222,13 +234,49 @@ class _CallbackDelivery:
 
 
 class ConfluentProducer:
-    """confluent-kafka's ``Producer`` (librdkafka): the records' bytes never pass through Python code."""
+    """confluent-kafka's ``Producer`` (librdkafka): the records' bytes never pass through Python code.
+
+    A send without a delivery report calls no Python at all, so its failure is silent; the caller proves it
+    delivered instead (first and last of a partition's sends reported, offsets ``n - 1`` apart). That proof
+    holds only if a failure cannot leave a hole between two successes: ``enable.gapless.guarantee`` turns such
+    a failure into a fatal error that fails every later send of the producer (and the producer is then rebuilt),
+    and a send cannot time out (``message.timeout.ms``, not covered by that guarantee) before the flush has
+    already given up on it and failed the batch.
+    """
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         from confluent_kafka import Producer
 
-        self._producer = Producer(dict(config))
-        self._timeout = 120.0
+        self._new = Producer
+        self._timeout = FLUSH_TIMEOUT_SECONDS
+        self._fatal: Any = None  # a fatal error reported by librdkafka: the producer must be replaced
+        self._config = self._with_guarantees(config)
+        self._producer = Producer(self._config)
+        timeout_ms = int(self._config.get("message.timeout.ms", self._config.get("delivery.timeout.ms", -1)))
+        if timeout_ms < 0:
+            timeout_ms = LIBRDKAFKA_MESSAGE_TIMEOUT_MS
+        self.unreported_sends_exact = timeout_ms == 0 or timeout_ms > self._timeout * 1000
+
+    def _with_guarantees(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {**config, "enable.gapless.guarantee": True, "error_cb": self._on_error}
+
+    def _on_error(self, error: Any) -> None:
+        """librdkafka's error events (logged by librdkafka itself while no ``error_cb`` is set)."""
+        _logger.log(logging.ERROR if error.fatal() else logging.WARNING, "librdkafka producer error: %s", error)
+        if error.fatal():
+            self._fatal = error
+
+    def _replace_if_fatal(self, error: Any = None) -> None:
+        """A fatal producer fails every send from then on: replace it (what it held has failed already)."""
+        from confluent_kafka import KafkaError
+
+        if self._fatal is not None or (error is not None and error.code() == KafkaError._FATAL):
+            self._replace()
+
+    def _replace(self) -> None:
+        failed, self._producer, self._fatal = self._producer, self._new(self._config), None
+        failed.purge()
+        failed.flush(0)
 
     def send(
         self,
@@ -240,6 +288,33 @@ class ConfluentProducer:
         timestamp_ms: int,
     ) -> Delivery:
         delivery = _CallbackDelivery()
+        self._produce(topic, key, value, headers, partition, timestamp_ms, delivery.done)
+        return delivery
+
+    def send_unreported(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[Header],
+        partition: int,
+        timestamp_ms: int,
+    ) -> None:
+        """``send`` without a delivery report: no Python object or call per record."""
+        self._produce(topic, key, value, headers, partition, timestamp_ms, None)
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[Header],
+        partition: int,
+        timestamp_ms: int,
+        on_delivery: Callable[[Any, Any], None] | None,
+    ) -> None:
+        from confluent_kafka import KafkaException
+
         while True:
             try:
                 self._producer.produce(
@@ -249,14 +324,23 @@ class ConfluentProducer:
                     partition=partition,
                     timestamp=timestamp_ms,
                     headers=cast("list[tuple[str, str | bytes | None]]", headers) or None,
-                    on_delivery=delivery.done,
+                    on_delivery=on_delivery,
                 )
-                return delivery
+                return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.05)
+            except KafkaException as exc:
+                self._replace_if_fatal(exc.args[0])
+                raise
 
     def flush(self) -> None:
-        remaining = self._producer.flush(self._timeout)
+        try:
+            remaining = self._producer.flush(self._timeout)
+        except Exception as exc:  # a fatal error: confluent-kafka 2.16.1's flush raises it as a SystemError
+            reason = self._fatal or exc
+            self._replace()
+            raise RuntimeError(f"flushing failed ({reason}); the producer was replaced, what it held failed") from exc
+        self._replace_if_fatal()
         if remaining:
             raise RuntimeError(f"{remaining} record(s) still undelivered after {self._timeout:g} s")
 
@@ -274,10 +358,21 @@ class ConfluentProducer:
 
 
 class ConfluentTransactionalProducer(ConfluentProducer):
+    """A failed send, reported or not, fails ``commit``: sends without a report are exact whatever the timeouts,
+    and a failed transaction's producer is discarded by its caller, so none of the non-transactional guarantees
+    is added."""
+
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self._producer.init_transactions(self._timeout)
         self._timeout = TRANSACTION_FLUSH_TIMEOUT_SECONDS
+        self.unreported_sends_exact = True
+
+    def _with_guarantees(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(config)
+
+    def _replace_if_fatal(self, error: Any = None) -> None:
+        """Never: a fenced or failed transaction's producer is discarded by its caller (``discard``)."""
 
     def flush(self) -> None:
         # poll, not flush: on a fatal error (fenced by a newer producer) confluent-kafka 2.16.1's flush raises a
@@ -307,3 +402,12 @@ PRODUCER_DEFAULTS: Mapping[str, Any] = {
     "message.max.bytes": 8 * 1024 * 1024,
     "queue.buffering.max.messages": 200_000,
 }
+
+
+def unreported_sender(producer: RecordProducer) -> UnreportedSend | None:
+    """``producer``'s send without a delivery report, if a failure of such a send cannot go unnoticed: the
+    caller then reports the first and last send of each partition and checks their offsets are ``n - 1``
+    apart. None for producers that make a delivery object per record anyway (kafka-python)."""
+    if isinstance(producer, ConfluentProducer) and producer.unreported_sends_exact:
+        return producer.send_unreported
+    return None

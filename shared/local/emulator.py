@@ -2,8 +2,18 @@
 
 Per flow and per matching source topic it runs what one ESM would: a consumer group on the source (the group
 id the ESM uses), batches by batch size, batching window (as Lambda has it: whole seconds, 500 ms when unset) and
-the 6 MB payload cap, the exact ESM event JSON, an in-process handler invocation whose context counts down from
-the mirror function's timeout, and offsets committed only once the mapping is done with the records.
+the 6 MB payload cap (of the event as compact JSON, bounded per record without building it), an in-process handler
+invocation whose context counts down from the mirror function's timeout, and offsets committed only once the
+mapping is done with the records. The handler gets the batch as a ``RecordBatch``: the records it would parse
+from the ESM event, without the JSON and base64 round trip (``MappingOptions.exact_events`` builds, serialises
+and parses the exact event instead, as Lambda delivers it).
+
+Batching follows what AWS documents: a batch is invoked when it reaches the batch size, fills the payload, or the
+window ends. With a window of 0 s the batch is invoked as soon as a poll returned records (an idle poller still
+waits ``MIN_POLL_SECONDS`` per poll, so it does not spin). Records polled beyond the batch's cap are kept for the
+next batch, not fetched again; records of partitions a rebalance takes away are dropped before they are invoked
+(their next owner reads them from the committed offset). Batches are grouped by partition, each in offset order,
+as the event's ``topic-partition`` lists are; which partition comes first is not specified by AWS.
 
 A failed invocation is handled as the deployment's mapping would handle it: the flow's ``EventSourceTemplate``
 (``MappingOptions``; ``smm run --settings`` reads it from the deploy settings). With Lambda's defaults the batch
@@ -33,6 +43,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, TextIO
 
 from aws_lambda_powertools.metrics import EphemeralMetrics
@@ -42,7 +53,16 @@ from functions.mirror.mirror import Mirror
 from shared.aws import config_source
 from shared.aws.config_source import EventSourceTemplate
 from shared.aws.esm import EsmMapping, EsmReconciler
-from shared.aws.esm_event import SourceRecord, build_event, by_partition
+from shared.aws.esm_event import (
+    COMPACT,
+    MirrorPayload,
+    RecordBatch,
+    SourceRecord,
+    build_event,
+    by_partition,
+    envelope_bytes,
+    payload_bytes,
+)
 from shared.kafka.clients import KafkaClients
 from shared.local import schedule
 from shared.local.esm_consumers import EsmConsumer, esm_consumer
@@ -65,6 +85,7 @@ MIRROR_TIMEOUT_SECONDS = 120
 LAMBDA_DEFAULTS = EventSourceTemplate("local")
 # How long a poll waits at least, so that a batching window of 0 s does not spin.
 MIN_POLL_SECONDS = 0.1
+_PARTITION = itemgetter(1)  # SourceRecord.partition, read in C
 # How long a poller may read nothing before it checks that its consumer is still a member of its group.
 ORPHAN_CHECK_SECONDS = 20.0
 
@@ -76,6 +97,9 @@ class MappingOptions:
     template: EventSourceTemplate = LAMBDA_DEFAULTS
     timeout_seconds: float = MIRROR_TIMEOUT_SECONDS  # the mirror function's timeout (the context counts it down)
     max_backoff_seconds: float = MAX_BACKOFF_SECONDS
+    # Invoke with the exact ESM event, serialised and parsed as Lambda's runtime does (fidelity tests), instead of
+    # the ``RecordBatch`` it parses to.
+    exact_events: bool = False
 
 
 DEFAULT_OPTIONS = MappingOptions()
@@ -179,6 +203,9 @@ class TopicPoller(threading.Thread):
         self.stopping = threading.Event()
         self.function_name = f"smm-mirror-{flow.source}-{flow.target}"
         self._backoff = min(FIRST_BACKOFF_SECONDS, options.max_backoff_seconds)
+        self._envelope = envelope_bytes(self.servers)
+        # Records polled beyond the last batch's cap, in poll order: the next batch starts with them.
+        self._overflow: list[SourceRecord] = []
 
     def run(self) -> None:
         """Poll, invoke, commit until stopped; a broken consumer is replaced, as Lambda restarts a poller."""
@@ -194,6 +221,7 @@ class TopicPoller(threading.Thread):
 
     def _consume(self) -> None:
         consumer = esm_consumer(self.clients, self.flow, self.topic)
+        self._overflow = []  # polled by the consumer this replaces: read again from the committed offsets
         try:
             idle_since = time.monotonic()
             while not self.stopping.is_set():
@@ -221,12 +249,13 @@ class TopicPoller(threading.Thread):
         while (records := run.next()) is not None and not self.stopping.is_set():
             context = LambdaContext(self.function_name, timeout_seconds=self.options.timeout_seconds)
             try:
-                report = self.handler(build_event(records, self.servers), context)
+                report = self.handler(self._payload(records), context)
             except Exception as exc:  # the ESM retries, splits or gives up whatever the handler raised
                 self.on_failure(exc)
                 invocation = FailedInvocation(context.aws_request_id, context.invoked_function_arn, self.servers)
                 for given_up in run.failed(int(time.time() * 1000)):
                     self._give_up(given_up, invocation)
+                self._rewind_overflow(consumer)
                 self._wait(consumer, self._backoff)
                 self._backoff = min(self._backoff * 2, self.options.max_backoff_seconds)
             else:
@@ -239,6 +268,20 @@ class TopicPoller(threading.Thread):
             if done:
                 consumer.commit(done)
                 committed.update(done)
+
+    def _payload(self, records: list[SourceRecord]) -> MirrorPayload:
+        """What the handler is invoked with: the batch itself, or the exact event as Lambda's runtime hands it over."""
+        if not self.options.exact_events:
+            return RecordBatch(records)
+        event: dict[str, Any] = json.loads(json.dumps(build_event(records, self.servers), separators=COMPACT))
+        return event
+
+    def _rewind_overflow(self, consumer: EsmConsumer) -> None:
+        """Before waiting to retry: read the carried records again later rather than hold them while the consumer
+        pauses (kafka-python 3.0.12 can stop fetching a partition paused with fetched records buffered)."""
+        if self._overflow:
+            consumer.rewind(self._overflow)
+            self._overflow = []
 
     def _give_up(self, given_up: GiveUp, invocation: FailedInvocation) -> None:
         """Hand the records to the destination; if that fails, the error leaves them uncommitted."""
@@ -268,24 +311,39 @@ class TopicPoller(threading.Thread):
             )
 
     def _next_batch(self, consumer: EsmConsumer) -> list[SourceRecord]:
-        """Records until the batch size, the batching window or the payload cap is reached."""
+        """Records until the batch size, the payload cap or the batching window is reached (window 0: until a poll
+        returned records), starting with what the last batch left over; grouped by partition."""
         settings = self.flow.settings
-        deadline = time.monotonic() + max(batching_window_seconds(settings.batching_window_ms), MIN_POLL_SECONDS)
+        window = batching_window_seconds(settings.batching_window_ms)
+        deadline = time.monotonic() + max(window, MIN_POLL_SECONDS)
         batch: list[SourceRecord] = []
-        payload = 0
-        while len(batch) < settings.batch_size and not self.stopping.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            fetched = consumer.poll_records(remaining, settings.batch_size - len(batch))
-            for i, record in enumerate(fetched):
+        payload = self._envelope
+        pending = self._without_revoked(consumer, self._overflow)
+        self._overflow = []
+        while True:
+            for i, record in enumerate(pending):
                 size = payload_bytes(record)
-                if batch and payload + size > MAX_PAYLOAD_BYTES:  # the invocation would exceed Lambda's cap
-                    consumer.rewind(fetched[i:])
-                    return _in_order(batch)
+                if len(batch) >= settings.batch_size or (batch and payload + size > MAX_PAYLOAD_BYTES):
+                    self._overflow = pending[i:]  # the invocation would exceed the batch size or Lambda's cap
+                    if not consumer.carries_overflow:
+                        self._rewind_overflow(consumer)
+                    return _grouped(batch)
                 payload += size
                 batch.append(record)
-        return _in_order(batch)
+            remaining = deadline - time.monotonic()
+            full = len(batch) >= settings.batch_size
+            if full or remaining <= 0 or self.stopping.is_set() or (batch and window == 0):
+                return _grouped(batch)
+            pending = consumer.poll_records(remaining, settings.batch_size - len(batch))
+            if len(kept := self._without_revoked(consumer, batch)) < len(batch):
+                batch, payload = kept, self._envelope + sum(map(payload_bytes, kept))
+
+    @staticmethod
+    def _without_revoked(consumer: EsmConsumer, records: list[SourceRecord]) -> list[SourceRecord]:
+        """``records`` but those of partitions a rebalance revoked since: their next owner (possibly this consumer,
+        from the committed offset) reads them again. What the rebalancing poll itself returned is current."""
+        revoked = consumer.take_revoked()
+        return [r for r in records if (r.topic, r.partition) not in revoked] if revoked else records
 
 
 def batching_window_seconds(window_ms: int) -> float:
@@ -294,20 +352,10 @@ def batching_window_seconds(window_ms: int) -> float:
     return config_source.LAMBDA_DEFAULT_BATCHING_WINDOW_MS / 1000 if seconds is None else seconds
 
 
-def payload_bytes(record: SourceRecord) -> int:
-    """The record's share of the invocation payload (compact JSON), at most: base64 key and value, header bytes as
-    decimal numbers (up to 4 characters each), the topic in the record and in its ``topic-partition`` key, and the
-    field names and numbers around them (ASCII header keys)."""
-
-    def base64(data: bytes | None) -> int:
-        return 4 * ((len(data or b"") + 2) // 3)
-
-    headers = sum(len(k) + 16 + 4 * len(v or b"") for k, v in record.headers)
-    return 200 + 2 * len(record.topic) + base64(record.key) + base64(record.value) + headers
-
-
-def _in_order(batch: list[SourceRecord]) -> list[SourceRecord]:
-    return sorted(batch, key=lambda r: (r.partition, r.offset))
+def _grouped(batch: list[SourceRecord]) -> list[SourceRecord]:
+    """The batch as the ESM event lists it: partition by partition, each in poll (offset) order. A stable sort on
+    the partition (a poller reads one topic), cheap on the runs per partition that polls return."""
+    return sorted(batch, key=_PARTITION)
 
 
 class FlowRunner(EsmReconciler):

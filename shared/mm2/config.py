@@ -244,7 +244,9 @@ class FlowSettings:
     starting_position: str = _setting("smm.starting.position", _choice("TRIM_HORIZON", "LATEST"), "TRIM_HORIZON")
     oversized_record_action: str = _setting("smm.oversized.record.action", _choice("fail", "dead-letter"), "fail")
     dead_letter_topic: str = _setting("smm.dead.letter.topic", _topic_name, "smm-dead-letter.internal")
-    producer_backend: str = _setting("smm.producer.backend", _choice("kafka-python", "confluent-kafka"), "kafka-python")
+    producer_backend: str = _setting(
+        "smm.producer.backend", _choice("kafka-python", "confluent-kafka"), "confluent-kafka"
+    )
 
 
 FLOW_KEYS: dict[str, dataclasses.Field[Any]] = {f.metadata["key"]: f for f in dataclasses.fields(FlowSettings)}

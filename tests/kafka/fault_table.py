@@ -15,8 +15,9 @@ The file is JSON, format ``smm-fault-results/1``; its keys:
   had uncommitted changes then;
 - ``started``, ``finished``: UTC, ISO 8601 to the second; ``finished`` is null until the module ends, so a run
   that died part-way shows it;
-- ``expected``: how many rows a full run writes (each scenario in each delivery mode); ``missing``: the
-  ``"scenario / mode"`` of those this run did not write (not selected, or the test failed before its tally);
+- ``expected``: how many rows a full run writes (each scenario in each delivery mode it runs in: the rows under
+  the shipped examples' mapping settings run in the examples' mode only); ``missing``: the ``"scenario / mode"``
+  of those this run did not write (not selected, or the test failed before its tally);
 - ``complete``: finished, nothing missing, and every row passed;
 - ``columns``: each row key -> the table column it is shown in;
 - ``rows``: one object per scenario and delivery mode that ran, in the suite's fixed order (scenario, then

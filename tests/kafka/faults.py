@@ -1,5 +1,6 @@
-"""Helpers for the fault-injection suite (``test_faults``): workloads, faults, the lost/duplicated tally, and
-the results file the README's fault table is made from (``FaultReport``, ``fault_table``).
+"""Helpers for the fault-injection suite (``test_faults``): workloads, faults, the shipped examples' mapping
+settings (``ShippedExample``), the lost/duplicated tally, and the results file the README's fault table is made
+from (``FaultReport``, ``fault_table``).
 
 Every record a workload produces has a unique value (``topic/partition/n``), so comparing source and target
 tells a lost record from a duplicated one and shows whether first occurrences kept the source's order.
@@ -20,8 +21,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +33,16 @@ from kafka.errors import KafkaError
 
 from functions.mirror.handler import Handler, build_handler
 from functions.mirror.mirror import BatchReport, Mirror
-from shared.aws.esm_event import SourceRecord
+from functions.mirror.skipped import mirrored_group
+from shared.aws.config_source import EventSourceTemplate
+from shared.aws.esm import KAFKA_DESTINATION
+from shared.aws.esm_event import MirrorPayload, SourceRecord, parse_event
+from shared.cli.commands import _mapping_options
 from shared.kafka.clients import KafkaClients
 from shared.kafka.groups import TopicRecord, read_topic
 from shared.kafka.producers import KafkaPythonProducer
 from shared.local import emulator
+from shared.local.esm_policy import RETRIES_WITH_DESTINATION, ErrorHandling
 from shared.mm2 import config
 from shared.mm2.config import FlowConfig, MirrorConfig
 from shared.mm2.formats import OffsetSync
@@ -44,9 +51,11 @@ from tests.kafka.support import SINGLE_BROKER, run_flows
 
 # Delivery modes the suite runs in, with the flow settings each needs; in exactly-once mode the tally also
 # requires duplicated == 0 (``FaultResult.check``).
+AT_LEAST_ONCE = "at-least-once"
 EXACTLY_ONCE = "exactly-once"
-MODES: dict[str, dict[str, str]] = {"at-least-once": {}, EXACTLY_ONCE: {"B.exactly.once.source.support": "enabled"}}
+MODES: dict[str, dict[str, str]] = {AT_LEAST_ONCE: {}, EXACTLY_ONCE: {"B.exactly.once.source.support": "enabled"}}
 POLL_SECONDS = 0.25
+POISON_MARK = b"/poison"  # a record whose value ends so is one the mirror cannot write while ``Poison`` is active
 SMM = Path(sys.executable).with_name("smm")
 
 
@@ -74,6 +83,81 @@ def write_properties(path: Path, props: Mapping[str, str]) -> MirrorConfig:
     return config.load(path)
 
 
+# --- the shipped examples' mapping settings ----------------------------------------------------------------
+
+EXAMPLES = fault_table.ROOT / "infra" / "examples"
+# The emulator's retry backoff cap in rows run under an example's settings (its default, emulator.MAX_BACKOFF_SECONDS,
+# is 5 s), so that a mapping's 10 retries take about a second besides the invocations themselves.
+QUICK_BACKOFF_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class ShippedExample:
+    """A flow of a shipped example (``infra/examples/<name>``) with the mapping settings that ``smm run
+    <name>/mm2.properties --settings <name>/deploy.json`` gives it, the retry backoff capped at
+    ``QUICK_BACKOFF_SECONDS``. A test flow takes the example flow's name (its cluster aliases), so the example's
+    per-flow settings apply to it as written."""
+
+    name: str
+    flow: str
+    options: emulator.MappingOptions
+
+    @classmethod
+    def load(cls, name: str, flow: str) -> ShippedExample:
+        directory = EXAMPLES / name
+        example = config.load(directory / "mm2.properties")
+        # The CLI's own reading: infra.settings.load, settings.event_source_for(flow), the EventSourceTemplate.
+        options = _mapping_options(str(directory / "deploy.json"), example)
+        assert flow in options, f"the {name} example has no enabled flow {flow!r} (it has {', '.join(options)})"
+        source, _, target = flow.partition(config.FLOW_ARROW)
+        assert not example.flow(source, target).exactly_once, f"{name} example, {flow}: the rows run at-least-once"
+        return cls(name, flow, replace(options[flow], max_backoff_seconds=QUICK_BACKOFF_SECONDS))
+
+    @property
+    def source(self) -> str:
+        return self.flow.partition(config.FLOW_ARROW)[0]
+
+    @property
+    def target(self) -> str:
+        return self.flow.partition(config.FLOW_ARROW)[2]
+
+    @property
+    def template(self) -> EventSourceTemplate:
+        return self.options.template
+
+    @property
+    def failure_topic(self) -> str | None:
+        """The Kafka failure topic (on the source cluster) of a ``kafka://`` on-failure destination."""
+        destination = self.template.on_failure or ""
+        return destination.removeprefix(KAFKA_DESTINATION) if destination.startswith(KAFKA_DESTINATION) else None
+
+    def settings(self) -> str:
+        """The mapping settings as Lambda applies them: retries, record age, bisect, on-failure destination."""
+        handling = ErrorHandling.of(self.template)
+        if handling.max_retries is None:
+            words = ["unlimited retries"]
+        elif self.template.max_retry_attempts in (None, -1):
+            words = [f"{handling.max_retries} retries (Lambda's cap with a destination)"]
+        else:
+            words = [f"{handling.max_retries} retries"]
+        if handling.max_record_age_ms is not None:
+            words.append(f"record age {handling.max_record_age_ms // 1000} s")
+        if handling.bisect:
+            words.append("bisect on error")
+        words.append(self.template.on_failure or "no on-failure destination")
+        return ", ".join(words)
+
+    def label(self) -> str:
+        return f"{self.name} example, {self.flow}: {self.settings()}"
+
+    def past_budget(self, totals: emulator.FlowTotals, give_ups: int) -> bool:
+        """Whether the flow's mappings went ``give_ups`` times through a retry budget: gave up that many batches if
+        they may skip; otherwise failed as many invocations as a mapping capped at Lambda's 10 retries needs to."""
+        if self.template.may_skip:
+            return totals.given_up_batches >= give_ups
+        return totals.failed_batches >= give_ups * (RETRIES_WITH_DESTINATION + 1)
+
+
 # --- waiting ---------------------------------------------------------------------------------------------
 
 
@@ -95,13 +179,19 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, explain: Ca
         time.sleep(POLL_SECONDS)
 
 
-def lag(clients: KafkaClients, flow: FlowConfig, topics: Iterable[str]) -> dict[TopicPartition, tuple[int, int]]:
-    """Source partitions the flow's ESM groups have not committed to the end: tp -> (committed, end)."""
+def lag(
+    clients: KafkaClients, flow: FlowConfig, topics: Iterable[str], group: Callable[[str], str] | None = None
+) -> dict[TopicPartition, tuple[int, int]]:
+    """Source partitions a group of the flow has not committed to the end: tp -> (committed, end).
+
+    ``group`` names it per topic: by default the ESM's (``flow.consumer_group_id``).
+    """
+    group = group or flow.consumer_group_id
     behind: dict[TopicPartition, tuple[int, int]] = {}
     for topic in topics:
         info = clients.topic_info(flow.source, topic, refresh=True)
         tps = [TopicPartition(topic, p) for p in range(info.partitions if info else 0)]
-        committed = clients.committed_offsets(flow.source, flow.consumer_group_id(topic))
+        committed = clients.committed_offsets(flow.source, group(topic))
         for tp, end in clients.latest_offsets(flow.source, tps).items():
             if committed.get(tp, 0) < end:
                 behind[tp] = (committed.get(tp, 0), end)
@@ -124,6 +214,32 @@ def wait_drained(
         return f"committed/end per partition: {text}\n{groups}\n{explain()}"
 
     return wait_until(f"flow {flow.name} drained {topics}", lambda: not lag(clients, flow, topics), timeout, why)
+
+
+def wait_mirrored(
+    clients: KafkaClients,
+    flow: FlowConfig,
+    topics: Iterable[str],
+    recovers: bool,
+    timeout: float,
+    explain: Callable[[], str] = str,
+) -> float:
+    """``wait_drained``, and when the flow's mirror copies what its mappings skip (``recovers``), until the mirror's
+    own position (``functions/mirror/skipped.py``) is at the end too: every skipped range has been copied."""
+    topics = list(topics)
+    took = wait_drained(clients, flow, topics, timeout, explain)
+    if not recovers:
+        return took
+
+    def behind() -> dict[TopicPartition, tuple[int, int]]:
+        return lag(clients, flow, topics, partial(mirrored_group, flow))
+
+    def why() -> str:
+        text = ", ".join(f"{tp.topic}-{tp.partition}: {m}/{e}" for tp, (m, e) in sorted(behind().items()))
+        return f"mirrored/end per partition: {text}\n{explain()}"
+
+    copied = f"flow {flow.name} copied every skipped range of {topics}"
+    return took + wait_until(copied, lambda: not behind(), timeout, why)
 
 
 def group_members(clients: KafkaClients, alias: str, group: str) -> str:
@@ -262,10 +378,10 @@ class LongestBatch:
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         real = Mirror.mirror
 
-        def timed(mirror: Mirror, batch: Sequence[SourceRecord]) -> BatchReport:
+        def timed(mirror: Mirror, batch: Sequence[SourceRecord], deadline: float | None = None) -> BatchReport:
             started = time.monotonic()
             try:
-                return real(mirror, batch)
+                return real(mirror, batch, deadline)
             finally:
                 self.seconds = max(self.seconds, time.monotonic() - started)
 
@@ -293,7 +409,7 @@ class FailedBatches:
         def counting(*args: Any, **kwargs: Any) -> Handler:
             handler = real(*args, **kwargs)
 
-            def counted(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            def counted(event: MirrorPayload, context: Any) -> dict[str, Any]:
                 try:
                     report = handler(event, context)
                 except Exception:
@@ -307,6 +423,37 @@ class FailedBatches:
             return counted
 
         monkeypatch.setattr(emulator, "build_handler", counting)
+
+
+class Poison:
+    """Makes the mirror fail any write that holds a poisoned record (a value ending in ``POISON_MARK``) until
+    ``cure``: a batch the mapping delivers and a range the mirror copies from the source alike, as a record the
+    function cannot handle fails wherever it comes from. Counts, per flow, the failed writes and those that held the
+    poisoned record alone (bisected out of its batch)."""
+
+    def __init__(self) -> None:
+        self.active = threading.Event()
+        self.active.set()
+        self.failures: Counter[str] = Counter()
+        self.alone: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = Mirror._mirror  # where both the mapping's batches and copied ranges are written
+
+        def poisoned(mirror: Mirror, partitions: list[tuple[tuple[str, int], list[SourceRecord]]], report: Any) -> None:
+            values = [r.value or b"" for _, batch in partitions for r in batch]
+            if self.active.is_set() and any(v.endswith(POISON_MARK) for v in values):
+                with self._lock:
+                    self.failures[mirror.flow.name] += 1
+                    self.alone[mirror.flow.name] += len(values) == 1
+                raise InjectedFault(f"injected: a poisoned record among {len(values)} of flow {mirror.flow.name}")
+            real(mirror, partitions, report)
+
+        monkeypatch.setattr(Mirror, "_mirror", poisoned)
+
+    def cure(self) -> None:
+        self.active.clear()
 
 
 class SmmProcess:
@@ -404,6 +551,16 @@ def topic_ids(clients: KafkaClients, alias: str, topics: Iterable[str]) -> dict[
 def records(clients: KafkaClients, alias: str, topic: str) -> list[TopicRecord]:
     """Every committed record of ``topic`` on ``alias``, read to its end."""
     return read_topic(clients, alias, topic).records
+
+
+def given_up_on(clients: KafkaClients, alias: str, failure_topic: str, topics: Collection[str]) -> list[SourceRecord]:
+    """The records of ``topics`` that mappings sent to the Kafka failure topic ``failure_topic`` on ``alias``: Lambda's
+    document per record (``shared/local/failure_destinations.py``) holds it as an ESM event under ``payload``."""
+    found: list[SourceRecord] = []
+    for message in records(clients, alias, failure_topic):
+        _, given_up = parse_event(json.loads(message.value or b"{}")["payload"])
+        found += [r for r in given_up if r.topic in topics]
+    return found
 
 
 @dataclass(frozen=True)
@@ -525,14 +682,13 @@ class FaultReport:
     table when the module ends; ``make fault-table`` makes the README's table from the file.
 
     The file starts empty for each run, so it holds only what this run measured (``fault_table`` documents its
-    format). Rows are kept in ``scenarios`` order, then ``modes`` order. A row is written as not passed and
-    marked passed by ``passed`` once the test's checks held.
+    format). ``rows`` names each scenario, in table order, with the delivery modes it runs in (in that order). A
+    row is written as not passed and marked passed by ``passed`` once the test's checks held.
     """
 
-    def __init__(self, path: Path | None, scenarios: Sequence[str], modes: Sequence[str], command: str) -> None:
+    def __init__(self, path: Path | None, rows: Mapping[str, Sequence[str]], command: str) -> None:
         self.path = path
-        self.scenarios = list(scenarios)
-        self.modes = list(modes)
+        self.rows = {scenario: list(modes) for scenario, modes in rows.items()}  # scenario -> its delivery modes
         self.command = command
         self.commit, self.dirty = _git_state()
         self.started = _now()
@@ -548,8 +704,8 @@ class FaultReport:
     def add(self, result: FaultResult) -> FaultResult:
         """Record (and print) a test's row; it counts as passed only once the test calls ``passed``."""
         key = (result.fault, result.mode)
-        assert result.fault in self.scenarios, f"{result.fault!r} is not one of the suite's scenarios"
-        assert result.mode in self.modes, f"{result.mode!r} is not one of the suite's modes"
+        assert result.fault in self.rows, f"{result.fault!r} is not one of the suite's scenarios"
+        assert result.mode in self.rows[result.fault], f"{result.fault!r} does not run in mode {result.mode!r}"
         self._results[key] = result
         self._passed.discard(key)
         print(result.line(), flush=True)
@@ -568,7 +724,7 @@ class FaultReport:
     def document(self) -> dict[str, Any]:
         """The results file's content (``fault_table`` describes it)."""
         rows = [{**r.row(), "passed": (r.fault, r.mode) in self._passed} for r in self.results]
-        missing = [f"{s} / {m}" for s in self.scenarios for m in self.modes if (s, m) not in self._results]
+        missing = [f"{s} / {m}" for s, modes in self.rows.items() for m in modes if (s, m) not in self._results]
         return {
             "format": fault_table.FORMAT,
             "about": "Rows of the fault-injection suite, tests/kafka/test_faults.py; see tests/kafka/fault_table.py.",
@@ -577,7 +733,7 @@ class FaultReport:
             "dirty": self.dirty,
             "started": self.started,
             "finished": self.finished,
-            "expected": len(self.scenarios) * len(self.modes),
+            "expected": sum(len(modes) for modes in self.rows.values()),
             "missing": missing,
             "complete": bool(self.finished) and not missing and all(r["passed"] for r in rows),
             "columns": fault_table.COLUMNS,
@@ -604,7 +760,7 @@ class FaultReport:
                 reporter.write_line(line)
 
     def _rank(self, key: tuple[str, str]) -> tuple[int, int]:
-        return self.scenarios.index(key[0]), self.modes.index(key[1])
+        return list(self.rows).index(key[0]), self.rows[key[0]].index(key[1])
 
     def _write(self) -> None:
         """Replace the file in one step, so a reader never sees half of it."""

@@ -14,6 +14,7 @@ from unittest import mock
 from kafka import KafkaConsumer, TopicPartition
 
 from shared.kafka.clients import KafkaClients
+from shared.kafka.producers import ConfluentProducer, KafkaPythonProducer
 from shared.local import emulator
 from shared.mm2 import config
 from shared.mm2.config import MirrorConfig
@@ -29,6 +30,12 @@ SINGLE_BROKER = {
     "refresh.topics.interval.seconds": "1",
     "refresh.groups.interval.seconds": "1",
     "smm.batching.window.ms": "100",
+}
+
+# Where each ``smm.producer.backend`` sends one record, reported or not: the method a test makes fail a send.
+SEND_METHODS: dict[str, tuple[type[KafkaPythonProducer | ConfluentProducer], str]] = {
+    "kafka-python": (KafkaPythonProducer, "send"),
+    "confluent-kafka": (ConfluentProducer, "_produce"),
 }
 
 
@@ -135,13 +142,23 @@ def keeps_holding(what: str, check: Callable[[], object], seconds: float, checks
         time.sleep(0.5)
 
 
-def run_flows(mirror_config: MirrorConfig, until: Callable[[], bool], timeout: float = 120.0) -> dict[str, Any]:
-    """Run the local runtime until ``until()`` holds (checked every 0.5 s) or ``timeout``; returns the totals."""
+def run_flows(
+    mirror_config: MirrorConfig,
+    until: Callable[[], bool],
+    timeout: float = 120.0,
+    mappings: Mapping[str, emulator.MappingOptions] | None = None,
+) -> dict[str, Any]:
+    """Run the local runtime until ``until()`` holds (checked every 0.5 s) or ``timeout``; returns the totals.
+
+    ``mappings`` gives flows (by name) what deploy settings give their mappings (``smm run --settings``).
+    """
     stop = threading.Event()
     result: dict[str, Any] = {}
 
     def target() -> None:
-        result.update(emulator.run(mirror_config, stop=stop, progress_seconds=3600, refresh_seconds=1.0))
+        result.update(
+            emulator.run(mirror_config, stop=stop, progress_seconds=3600, refresh_seconds=1.0, mappings=mappings)
+        )
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
@@ -178,11 +195,16 @@ class LiveRuntime:
 
 
 @contextmanager
-def running(mirror_config: MirrorConfig, refresh_seconds: float = 1.0) -> Iterator[LiveRuntime]:
+def running(
+    mirror_config: MirrorConfig,
+    refresh_seconds: float = 1.0,
+    mappings: Mapping[str, emulator.MappingOptions] | None = None,
+) -> Iterator[LiveRuntime]:
     """The local runtime (``smm run``) in a thread for the duration of the block, its totals readable meanwhile.
 
     Checks made inside the block observe a runtime that is still mirroring, so a loop or a late copy can show.
-    ``final`` holds the totals ``emulator.run`` returned once the block has ended.
+    ``final`` holds the totals ``emulator.run`` returned once the block has ended. ``mappings``: as for
+    :func:`run_flows`.
     """
     live = LiveRuntime()
     stop = threading.Event()
@@ -193,7 +215,9 @@ def running(mirror_config: MirrorConfig, refresh_seconds: float = 1.0) -> Iterat
             live.runners[self.flow.name] = self
 
     def target() -> None:
-        totals = emulator.run(mirror_config, stop=stop, progress_seconds=3600, refresh_seconds=refresh_seconds)
+        totals = emulator.run(
+            mirror_config, stop=stop, progress_seconds=3600, refresh_seconds=refresh_seconds, mappings=mappings
+        )
         live.final.update(totals)
 
     with mock.patch.object(emulator, "FlowRunner", Observed):

@@ -25,7 +25,7 @@ from functions.mirror.mirror import Mirror
 from shared.cli.commands import main
 from shared.kafka.clients import KafkaClients
 from shared.kafka.groups import list_groups
-from shared.local.emulator import TopicPoller
+from shared.local.emulator import MappingOptions, TopicPoller
 from shared.mm2.config import MirrorConfig
 from tests.kafka.support import make_config, read_all, run_flows
 
@@ -86,7 +86,9 @@ def _drive(
             run.failed_batch_starts.append(first)
             raise
 
-    poller = TopicPoller(flow, topic, clients, invoke, run.reports.append, run.failures.append, metrics)
+    # Exact events: the handler gets the ESM event as Lambda's runtime hands it over, so an edit can spoil it.
+    exact = MappingOptions(exact_events=True)
+    poller = TopicPoller(flow, topic, clients, invoke, run.reports.append, run.failures.append, metrics, options=exact)
     poller.start()
     deadline = time.monotonic() + 45
     try:

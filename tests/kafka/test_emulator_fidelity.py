@@ -27,7 +27,7 @@ from kafka.errors import KafkaError
 from functions.mirror.handler import Handler, build_handler
 from functions.mirror.mirror import Mirror
 from shared.aws.config_source import EventSourceTemplate, ProvisionedPollers
-from shared.aws.esm_event import SourceRecord
+from shared.aws.esm_event import MirrorPayload, SourceRecord, batch_records
 from shared.kafka.clients import KafkaClients
 from shared.local import emulator
 from shared.local.emulator import FlowRunner, FlowTotals, MappingOptions
@@ -74,12 +74,12 @@ class Handlers:
         def building(*args: Any, **kwargs: Any) -> Handler:
             handler = real(*args, **kwargs)
 
-            def poisoned(event: dict[str, Any], context: Any) -> dict[str, Any]:
-                records = [r for chunk in event["records"].values() for r in chunk]
-                if not records[0]["topic"].startswith(self.prefix):
+            def poisoned(event: MirrorPayload, context: Any) -> dict[str, Any]:
+                records = batch_records(event)
+                if not records[0].topic.startswith(self.prefix):
                     return handler(event, context)
-                offsets = tuple(r["offset"] for r in records)
-                if self.blocked.is_set() or any(base64.b64decode(r["value"]) == POISON for r in records):
+                offsets = tuple(r.offset for r in records)
+                if self.blocked.is_set() or any(r.value == POISON for r in records):
                     self.log.append(Invocation(offsets, failed=True))
                     raise InjectedFailure(f"injected: batch {offsets}")
                 report = handler(event, context)

@@ -6,7 +6,7 @@ invocation is the zombie and where a failure lands; ``test_faults`` runs the sam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from functions.mirror.exactly_once import ExactlyOnceWriter, source_offsets_part
 from functions.mirror.mirror import Mirror
 from shared.aws.esm_event import SourceRecord, build_event
 from shared.kafka.clients import KafkaClients
-from shared.kafka.groups import TopicRecord, read_topic
+from shared.kafka.groups import TopicRecord, read_range, read_topic
 from shared.local.emulator import LambdaContext
 from shared.mm2.config import FlowConfig, MirrorConfig
 from shared.mm2.formats import OffsetSync, SourceOffset
@@ -240,3 +240,78 @@ def test_the_deployed_entry_point_writes_a_redelivered_event_once(
         assert committed_values(clients, "B", f"A.{topic}") == each_once(records)
     finally:
         handler._container.close()
+
+
+def test_a_batch_of_new_partitions_fences_the_zombie_of_one(
+    source_topic: tuple[str, list[TopicRecord]], containers: Callable[[int], list[Mirror]]
+) -> None:
+    """The producers of a batch's new partitions are initialised together: the one with a zombie still fences it.
+
+    The zombie froze inside a transaction (records and source offset written, not committed): the successor's
+    initialisation aborts it, and only then are the offsets read, so the successor neither waits on that
+    transaction nor counts its offset.
+    """
+    topic, records = source_topic
+    batch = as_source_records(topic, records)
+    ones = [r for r in batch if r.partition == 1]
+    zombie, successor = containers(2)
+    assert zombie.mirror(ones[:20]).mirrored == 20
+    writer = zombie.exactly_once
+    assert writer is not None
+    producer = writer.begin(topic, 1)
+    for r in ones[20:30]:
+        producer.send(f"A.{topic}", r.key, r.value, [], 1, r.timestamp)
+    real_commit = producer.commit
+
+    def freeze() -> None:
+        producer.flush()
+        raise TimeoutError("injected: the zombie froze before committing")
+
+    producer.commit = freeze  # type: ignore[method-assign]
+    with pytest.raises(TimeoutError, match="injected"):
+        writer.commit(topic, 1, ones[29].offset)
+
+    report = successor.mirror(batch)  # partitions 0, 1 and 2 are all new to this container
+    assert (report.mirrored, report.skipped["mirrored"]) == (len(batch) - 20, 20)
+    with pytest.raises(Exception, match=r"(?i)fenc|epoch"):
+        real_commit()
+    writer.abort([(topic, 1)])  # as the zombie's failed batch would
+    assert committed_values(successor.clients, "B", f"A.{topic}") == each_once(records)
+    assert source_offsets(successor.clients, successor.flow, topic) == {(topic, p): 39 for p in range(3)}
+
+
+def test_offsets_are_read_on_from_where_the_container_left_off(
+    source_topic: tuple[str, list[TopicRecord]],
+    containers: Callable[[int], list[Mirror]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a failed batch the partition's offset is read again, from the end of the previous read, not from 0,
+    and what was committed since (by this container or another) is found there."""
+    topic, records = source_topic
+    zeros = [r for r in as_source_records(topic, records) if r.partition == 0]
+    other, mirror = containers(2)
+    assert other.mirror(zeros[:10]).mirrored == 10  # an offset in the topic before ``mirror`` first reads it
+    reads: list[tuple[dict[TopicPartition, int], dict[TopicPartition, int]]] = []
+
+    def spy(
+        clients: KafkaClients, alias: str, starts: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
+    ) -> list[TopicRecord]:
+        reads.append((dict(starts), dict(ends)))
+        return read_range(clients, alias, starts, ends)
+
+    monkeypatch.setattr("functions.mirror.exactly_once.read_range", spy)
+    assert (mirror.mirror(zeros[:20]).mirrored, len(reads)) == (10, 1)
+    (place,) = reads[0][0]
+    assert reads[0][0][place] == 0 and reads[0][1][place] > 0
+
+    def commit_fails(writer: ExactlyOnceWriter, t: str, partition: int, last: int) -> None:
+        raise ConnectionError("injected: the commit fails")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ExactlyOnceWriter, "commit", commit_fails)
+        with pytest.raises(ConnectionError, match="injected"):
+            mirror.mirror(zeros[20:])
+    report = mirror.mirror(zeros)  # redelivered: the producer is new, its offset read again
+    assert (report.mirrored, report.skipped["mirrored"]) == (20, 20)
+    assert len(reads) == 2 and reads[1][0] == {place: reads[0][1][place]}
+    assert committed_values(mirror.clients, "B", f"A.{topic}")[0] == each_once(records)[0]

@@ -1,4 +1,5 @@
-"""Fault injection on real brokers: scenarios 18-20 of ``shared/reference/scenarios.md`` (issue 6, part 2).
+"""Fault injection on real brokers: scenarios 18-20 of ``shared/reference/scenarios.md`` (issue 6, part 2), and
+faults under the shipped examples' event-source mapping settings (issue 11, item 3).
 
 Each test drives a flow through one fault, compares source and target record by record, prints the row
 ``scenario | mode | source records | target records | lost | duplicates | notes`` and asserts that nothing was
@@ -6,15 +7,23 @@ lost and that each partition's first occurrences keep the source's order. At-lea
 redelivered batch is written again); exactly-once (``faults.MODES``) must not. Every row goes to
 ``build/reports/faults.json`` as its test finishes (format: ``fault_table``), and the module prints them as one
 table when it ends; ``make fault-table`` makes the README's Reliability table from that file.
+
+The example rows run a flow of each shipped example (``infra/examples``) side by side, with the mapping settings
+``smm run --settings deploy.json`` gives it, in the examples' delivery mode (at-least-once): a mapping with a
+retry limit or a failure destination moves past batches it cannot deliver, and the mirror copies them from the
+source; one that retries forever waits.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from kafka import IsolationLevel, OffsetSpec, TopicPartition
@@ -23,25 +32,35 @@ from kafka.errors import KafkaError
 from functions.config_sync import rules
 from functions.config_sync.state import key_for
 from functions.mirror.mirror import Mirror
+from functions.mirror.skipped import mirrored_group
 from infra.settings import DEFAULT_FUNCTIONS
+from shared.aws.config_source import EventSourceTemplate
+from shared.aws.esm_event import SourceRecord
+from shared.kafka import admin_sync
 from shared.kafka.clients import KafkaClients
 from shared.kafka.groups import TopicRecord, group_offsets
-from shared.kafka.producers import KafkaPythonProducer
 from shared.local.broker import LocalBroker, free_port
+from shared.local.emulator import FlowTotals, MappingOptions
 from shared.mm2 import config
-from shared.mm2.config import FlowConfig, MirrorConfig
+from shared.mm2.config import FlowConfig, FlowSettings, MirrorConfig
 from shared.mm2.formats import Checkpoint, OffsetSync
 from tests.kafka.fault_table import RESULTS
 from tests.kafka.faults import (
+    AT_LEAST_ONCE,
     EXACTLY_ONCE,
     MODES,
+    POISON_MARK,
+    QUICK_BACKOFF_SECONDS,
     FailedBatches,
     FaultReport,
     FaultResult,
     Injection,
     LongestBatch,
+    Poison,
+    ShippedExample,
     SmmProcess,
     SteadyProducer,
+    given_up_on,
     local_runtime,
     offset_sync_mismatches,
     properties,
@@ -49,9 +68,11 @@ from tests.kafka.faults import (
     records,
     topic_ids,
     wait_drained,
+    wait_mirrored,
     wait_until,
     write_properties,
 )
+from tests.kafka.support import SEND_METHODS, LiveRuntime, running
 from tests.kafka.test_checkpoints import consume, warm_up
 
 pytestmark = pytest.mark.kafka
@@ -86,11 +107,28 @@ SCENARIOS = (
     EVERYTHING_KILLED,
 )
 
+# Under the shipped examples' mapping settings: the flow of each example (infra/examples/<name>) the rows run.
+EXAMPLE_FLOWS = {"msk": "primary->dr", "self-managed": "cloud->onprem"}
+PAST_BUDGET = "target broker stopped past the retry budget"
+OVERSIZED = "oversized record, smm.oversized.record.action = fail"
+POISONED = "poison record, failing until fixed"
+
+
+def example_row(fault: str, example: str) -> str:
+    return f"{fault} ({example} example)"
+
+
+# Each row of the table with the delivery modes it runs in, in table order.
+ROWS = {
+    **{scenario: list(MODES) for scenario in SCENARIOS},
+    **{example_row(f, e): [AT_LEAST_ONCE] for f in (PAST_BUDGET, OVERSIZED, POISONED) for e in EXAMPLE_FLOWS},
+}
+
 
 @pytest.fixture(scope="module")
 def fault_report(request: pytest.FixtureRequest) -> Iterator[FaultReport]:
     """Collects each test's row in ``build/reports/faults.json`` as it finishes; prints the table at the end."""
-    report = FaultReport(RESULTS, SCENARIOS, list(MODES), pytest_command(request.config))
+    report = FaultReport(RESULTS, ROWS, pytest_command(request.config))
     yield report
     report.finish()
     report.emit(request.config)
@@ -168,7 +206,7 @@ def _fail_in_offset_syncs(monkeypatch: pytest.MonkeyPatch, flow: FlowConfig, top
     def sync_of_topic(_producer: object, to: str, key: bytes | None, value: bytes | None, *_: object) -> bool:
         return to == syncs_topic and OffsetSync.deserialize(key or b"", value or b"").topic == topic
 
-    injection.install(monkeypatch, KafkaPythonProducer, "send", sync_of_topic)
+    injection.install(monkeypatch, *SEND_METHODS[flow.settings.producer_backend], sync_of_topic)
     return injection
 
 
@@ -525,8 +563,11 @@ def test_every_process_killed_and_restarted(
         with SteadyProducer(kafka_clusters["A"], partitions, rate=200) as producer:
             with SmmProcess(path, log) as first:
                 wait_until(
-                    "both topics flowing to B",
-                    lambda: all(on_target(clients, flow, t) >= 100 for t in topics),
+                    "both topics flowing to B, every partition's position committed",
+                    lambda: (
+                        all(on_target(clients, flow, t) >= 100 for t in topics)
+                        and len(mirrored_so_far()) == sum(partitions.values())
+                    ),
                     60,
                     first.tail,
                 )
@@ -576,5 +617,355 @@ def test_every_process_killed_and_restarted(
         assert recreated == [], f"re-created (new id) or resized: {recreated}; before {ids_before}, after {ids_after}"
         assert rewritten == [], f"config sync rewrote state of unchanged topics after the restart: {rewritten}"
         fault_report.passed(result)
+    finally:
+        clients.close()
+
+
+# --- issue 11: faults under the shipped examples' event-source mapping settings -----------------------------
+
+PARTITIONS = 3
+# Retry budgets each flow goes through before the fault is lifted: a mapping that may skip gives up that many
+# batches; one that retries forever fails as often as a mapping capped at Lambda's 10 retries does to give up as many.
+OUTAGE_BUDGETS = 2
+STALL_BUDGETS = 3
+# While the target is down its producer fails a send within a second, so a budget of 11 invocations takes seconds
+# (a deployed invocation waits until the mirror function's timeout). The data path is librdkafka's: kafka-python's
+# idempotent producer, once a batch it had sent expired, waits for a new producer id and expires nothing more, so
+# a flush lasts until the target is back; the emulator does not cut an invocation at the function's timeout, as
+# Lambda would, so no retry budget would run out.
+FAST_FAILING = {"producer.delivery.timeout.ms": "1000", "producer.request.timeout.ms": "750"}
+FAST_FAILING_BACKEND = {"smm.producer.backend": "confluent-kafka"}
+EXAMPLE_QUIET = {"emit.checkpoints.enabled": "false", "emit.heartbeats.enabled": "false"}
+OVERSIZED_BYTES = 100_000
+SMALL_LIMIT = 65_536  # the remote topic's max.message.bytes until the test raises it
+RAISED_LIMIT = 1_048_576
+PACE = f"Test pace: backoff capped at {QUICK_BACKOFF_SECONDS:g} s"
+
+
+@pytest.fixture(scope="module")
+def examples() -> list[ShippedExample]:
+    """The shipped examples' flows and mapping settings, as their files read when the module starts."""
+    return [ShippedExample.load(name, flow) for name, flow in EXAMPLE_FLOWS.items()]
+
+
+@dataclass(frozen=True)
+class ExampleRun:
+    """One example's flow in a test (under the example's cluster aliases) and the source topic it mirrors."""
+
+    example: ShippedExample
+    flow: FlowConfig
+    topic: str
+
+    @property
+    def name(self) -> str:
+        return self.flow.name
+
+    @property
+    def recovers(self) -> bool:
+        """Whether its mappings may skip, so that its mirror keeps a position and copies what they skipped."""
+        return self.example.template.may_skip
+
+    def row(self, fault: str) -> str:
+        return example_row(fault, self.example.name)
+
+
+def example_runs(
+    source: str, target: str, prefix: str, examples: Sequence[ShippedExample], topic: str, **settings: str
+) -> tuple[MirrorConfig, list[ExampleRun]]:
+    """Every example's flow side by side, from cluster ``source`` to cluster ``target`` (bootstrap servers) under the
+    example's aliases, each mirroring ``<prefix>.<example>.<topic>``."""
+    clusters = {alias: bootstrap for ex in examples for alias, bootstrap in ((ex.source, source), (ex.target, target))}
+    topics = {ex.flow: f"{prefix}.{ex.name}.{topic}" for ex in examples}
+    cfg = config.parse(properties(clusters, {f: re.escape(t) for f, t in topics.items()}, **EXAMPLE_QUIET, **settings))
+    return cfg, [ExampleRun(ex, cfg.flow(ex.source, ex.target), topics[ex.flow]) for ex in examples]
+
+
+def example_mappings(runs: Sequence[ExampleRun]) -> dict[str, MappingOptions]:
+    return {run.name: run.example.options for run in runs}
+
+
+def flowing(clients: KafkaClients, run: ExampleRun, at_least: int) -> bool:
+    """Records reach the target and, where the mirror keeps a position of its own, it has one for every partition."""
+    if on_target(clients, run.flow, run.topic) < at_least:
+        return False
+    return not run.recovers or len(mirrored_position(clients, run)) == PARTITIONS
+
+
+def mirrored_position(clients: KafkaClients, run: ExampleRun) -> dict[TopicPartition, int]:
+    """How far the flow mirrored each partition: the mirror's own position where it keeps one, else the mapping's."""
+    group = mirrored_group(run.flow, run.topic) if run.recovers else run.flow.consumer_group_id(run.topic)
+    return clients.committed_offsets(run.flow.source, group)
+
+
+def positions(clients: KafkaClients, run: ExampleRun) -> tuple[int, int, int]:
+    """Summed over the partitions: mirrored (``mirrored_position``), committed by the mapping, and the end."""
+    tps = [TopicPartition(run.topic, p) for p in range(PARTITIONS)]
+    end = sum(clients.latest_offsets(run.flow.source, tps).values())
+    return sum(mirrored_position(clients, run).values()), committed(clients, run.flow, run.topic), end
+
+
+def values_on_target(clients: KafkaClients, run: ExampleRun) -> set[bytes | None]:
+    return {r.value for r in records(clients, run.flow.target, remote(run.flow, run.topic))}
+
+
+def given_up_aside(clients: KafkaClients, run: ExampleRun) -> list[SourceRecord] | None:
+    """The records of the run's topic on its Kafka failure topic; None without one."""
+    failure_topic = run.example.failure_topic
+    return None if failure_topic is None else given_up_on(clients, run.flow.source, failure_topic, {run.topic})
+
+
+def given_up_note(totals: FlowTotals, aside: list[SourceRecord] | None, template: EventSourceTemplate) -> str:
+    """What the mapping gave up, and how much of it its on-failure destination got."""
+    given_up = f"{totals.given_up_batches} batches ({totals.given_up_records} records) given up"
+    if aside is not None:
+        return f"{given_up}, {len(aside)} on the failure topic"
+    return (
+        f"{given_up}, {totals.sent_to_destination} sent to {template.on_failure}" if template.on_failure else given_up
+    )
+
+
+def live_totals(live: LiveRuntime, runs: Sequence[ExampleRun]) -> str:
+    return "\n".join(f"{run.name}: {live.totals(run.name)}" for run in runs)
+
+
+def test_target_outage_past_the_retry_budget(
+    outage_brokers: dict[str, LocalBroker],
+    unique_prefix: str,
+    examples: list[ShippedExample],
+    fault_report: FaultReport,
+) -> None:
+    """The target stays down until every flow went through its retry budget twice. A mapping that may skip gives
+    batches up (to its failure destination) meanwhile; once the target is back, the mirror copies them from the
+    source before its next batch. A mapping that retries forever retries until the target is back."""
+    source, target = outage_brokers["A"], outage_brokers["B"]
+    fast = {f"{ex.target}.{key}": value for ex in examples for key, value in FAST_FAILING.items()}
+    fast.update(FAST_FAILING_BACKEND)
+    cfg, runs = example_runs(source.bootstrap, target.bootstrap, unique_prefix, examples, "steady", **fast)
+    clients = KafkaClients(cfg)
+    try:
+        for run in runs:
+            clients.ensure_topic(run.flow.source, run.topic, PARTITIONS, 1)
+        topics = {run.topic: PARTITIONS for run in runs}
+        with (
+            SteadyProducer(source.bootstrap, topics, rate=100) as producer,
+            running(cfg, mappings=example_mappings(runs)) as live,
+        ):
+            wait_until("records flowing to the target", lambda: all(flowing(clients, r, 100) for r in runs), 60)
+            before = {run.name: on_target(clients, run.flow, run.topic) for run in runs}
+            stopped = time.monotonic()
+            target.stop()
+            wait_until(
+                f"every flow through its retry budget {OUTAGE_BUDGETS} times",
+                lambda: all(r.example.past_budget(live.totals(r.name), OUTAGE_BUDGETS) for r in runs),
+                180,
+                lambda: live_totals(live, runs),
+            )
+            target.start(timeout=120)
+            down = time.monotonic() - stopped
+
+            def resumed(run: ExampleRun) -> bool:
+                landed = on_target(clients, run.flow, run.topic) > before[run.name]
+                return landed and (not run.recovers or live.totals(run.name).recovered_records > 0)
+
+            wait_until("mirroring again", lambda: all(resumed(r) for r in runs), 120, lambda: live_totals(live, runs))
+            producer.finish_after(300)  # batches of every partition after the outage, each copying what preceded it
+            producer.wait_done(60)
+            producer.stop()
+            for run in runs:
+                wait_mirrored(clients, run.flow, [run.topic], run.recovers, 120, lambda: live_totals(live, runs))
+        fails_in = FAST_FAILING["producer.delivery.timeout.ms"]
+        checks = []
+        for run in runs:
+            totals = live.final[run.name]
+            aside = given_up_aside(clients, run)
+            if run.recovers:
+                what = (
+                    f"{given_up_note(totals, aside, run.example.template)}, {totals.recovered_records} recovered from "
+                    "the source once it was back"
+                )
+            else:
+                what = "retried until the target was back, nothing given up"
+            notes = (
+                f"{run.example.label()}. Target down {down:.0f} s: {what}; {totals.failed_batches} failed batches. "
+                f"{PACE}; data path confluent-kafka, the target's delivery.timeout.ms {fails_in}, so an invocation "
+                f"fails in about a second (deployed: by the {run.example.options.timeout_seconds:g} s timeout)"
+            )
+            result = fault_report.add(tally(clients, run.flow, [run.topic], run.row(PAST_BUDGET), AT_LEAST_ONCE, notes))
+            checks.append((run, totals, aside, result))
+        for run, totals, aside, result in checks:
+            result.check()
+            if run.recovers:
+                assert totals.given_up_batches >= OUTAGE_BUDGETS, totals
+                assert totals.recovered_records >= totals.given_up_records, totals
+                if aside is not None:
+                    assert len(aside) == totals.sent_to_destination == totals.given_up_records, (len(aside), totals)
+            else:
+                assert totals.given_up_records == 0, totals
+            fault_report.passed(result)
+    finally:
+        clients.close()
+
+
+class Stall(Protocol):
+    """A record of partition 0 that fails every write until ``fix``."""
+
+    settings: Mapping[str, str]
+
+    def prepare(self, clients: KafkaClients, runs: Sequence[ExampleRun], monkeypatch: pytest.MonkeyPatch) -> None: ...
+
+    def value(self, topic: str) -> bytes: ...
+
+    def fix(self, clients: KafkaClients, runs: Sequence[ExampleRun]) -> None: ...
+
+    def describe(self, run: ExampleRun) -> str:
+        """The fault, and what it did to ``run``'s flow."""
+        ...
+
+
+class Oversized:
+    """A record larger than the remote topic's max.message.bytes (``SMALL_LIMIT``, kept out of config sync by
+    ``config.properties.exclude``), until the test raises it to ``RAISED_LIMIT``."""
+
+    def __init__(self) -> None:
+        excluded = (*FlowSettings().config_properties_exclude, r"max\.message\.bytes")
+        self.settings: Mapping[str, str] = {
+            "smm.oversized.record.action": "fail",
+            "config.properties.exclude": ", ".join(excluded),
+        }
+
+    def prepare(self, clients: KafkaClients, runs: Sequence[ExampleRun], monkeypatch: pytest.MonkeyPatch) -> None:
+        for run in runs:
+            limit = {"max.message.bytes": str(SMALL_LIMIT)}
+            clients.ensure_topic(run.flow.target, remote(run.flow, run.topic), PARTITIONS, 1, limit)
+
+    def value(self, topic: str) -> bytes:
+        return f"{topic}/0/oversized ".encode().ljust(OVERSIZED_BYTES, b"x")
+
+    def fix(self, clients: KafkaClients, runs: Sequence[ExampleRun]) -> None:
+        for run in runs:
+            raised = {remote(run.flow, run.topic): {"max.message.bytes": str(RAISED_LIMIT)}}
+            admin_sync.alter_topic_configs(clients, run.flow.target, raised)
+
+    def describe(self, run: ExampleRun) -> str:
+        return f"A {OVERSIZED_BYTES}-byte record, remote max.message.bytes {SMALL_LIMIT} raised to {RAISED_LIMIT}"
+
+
+class Poisoned:
+    """A record the mirror fails to write, whether the mapping delivers it or the mirror copies it from the source
+    (``faults.Poison``), until the test cures it."""
+
+    def __init__(self) -> None:
+        self.settings: Mapping[str, str] = {}
+        self.poison = Poison()
+
+    def prepare(self, clients: KafkaClients, runs: Sequence[ExampleRun], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.poison.install(monkeypatch)
+
+    def value(self, topic: str) -> bytes:
+        return f"{topic}/0".encode() + POISON_MARK
+
+    def fix(self, clients: KafkaClients, runs: Sequence[ExampleRun]) -> None:
+        self.poison.cure()
+
+    def describe(self, run: ExampleRun) -> str:
+        failures, alone = self.poison.failures[run.name], self.poison.alone[run.name]
+        isolated = f", {alone} with it alone (bisect isolated it)" if alone else ""
+        return f"A poisoned record (the mirror fails any write holding it): {failures} writes failed on it{isolated}"
+
+
+STALLS: dict[str, Callable[[], Stall]] = {OVERSIZED: Oversized, POISONED: Poisoned}
+
+
+@pytest.mark.parametrize("fault", list(STALLS))
+def test_a_record_failing_until_fixed_stalls_its_flow_and_is_not_lost(
+    kafka_clusters: dict[str, str],
+    unique_prefix: str,
+    examples: list[ShippedExample],
+    fault: str,
+    fault_report: FaultReport,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One record of partition 0 fails every write until the test fixes it. A mapping that may skip gives its batch
+    up, the next batch's copy of the skipped range hits it again, and so on: the flow stalls on it rather than
+    losing it. A mapping that retries forever holds it (bisect delivers its neighbours). Once fixed, all is there."""
+    stall = STALLS[fault]()
+    cfg, runs = example_runs(
+        kafka_clusters["A"], kafka_clusters["B"], unique_prefix, examples, "stalled", **stall.settings
+    )
+    clients = KafkaClients(cfg)
+    try:
+        for run in runs:
+            clients.ensure_topic(run.flow.source, run.topic, PARTITIONS, 1)
+        stall.prepare(clients, runs, monkeypatch)
+        topics = {run.topic: PARTITIONS for run in runs}
+        with (
+            SteadyProducer(kafka_clusters["A"], topics, rate=60) as producer,
+            running(cfg, mappings=example_mappings(runs)) as live,
+        ):
+            wait_until("records flowing to the target", lambda: all(flowing(clients, r, 60) for r in runs), 60)
+            before = {run.name: on_target(clients, run.flow, run.topic) for run in runs}
+            bad: dict[str, int] = {}
+            for run in runs:
+                sent = clients.producer(run.flow.source).send(run.topic, value=stall.value(run.topic), partition=0)
+                bad[run.name] = int(sent.get(timeout=30).offset)
+            injected = time.monotonic()
+            wait_until(
+                f"every flow through its retry budget {STALL_BUDGETS} times",
+                lambda: all(r.example.past_budget(live.totals(r.name), STALL_BUDGETS) for r in runs),
+                180,
+                lambda: live_totals(live, runs),
+            )
+            stalled = time.monotonic() - injected
+            during = {run.name: live.totals(run.name) for run in runs}
+            meanwhile = {run.name: on_target(clients, run.flow, run.topic) - before[run.name] for run in runs}
+            seen = {run.name: positions(clients, run) for run in runs}
+            early = [r.name for r in runs if stall.value(r.topic) in values_on_target(clients, r)]
+            stall.fix(clients, runs)
+            fixed = time.monotonic()
+
+            def written(run: ExampleRun) -> bool:
+                return mirrored_position(clients, run).get(TopicPartition(run.topic, 0), 0) > bad[run.name]
+
+            wait_until("the record mirrored once fixed", lambda: all(written(r) for r in runs), 120)
+            landed = time.monotonic() - fixed
+            producer.finish_after(120)
+            producer.wait_done(60)
+            producer.stop()
+            for run in runs:
+                wait_mirrored(clients, run.flow, [run.topic], run.recovers, 120, lambda: live_totals(live, runs))
+        checks = []
+        for run in runs:
+            totals, final = during[run.name], live.final[run.name]
+            aside = given_up_aside(clients, run)
+            mirrored, mapped, end = seen[run.name]
+            if run.recovers:
+                among = " (the record among them)" if aside is not None else ""  # checked below
+                what = (
+                    f"{given_up_note(totals, aside, run.example.template)}{among}, {totals.failed_batches} failed "
+                    f"batches, {meanwhile[run.name]} other records mirrored meanwhile; the mapping's lag "
+                    f"{end - mapped} records, its mirror {end - mirrored} behind. {final.recovered_records} recovered "
+                    "from the source once fixed"
+                )
+            else:
+                what = (
+                    f"nothing given up, {totals.failed_batches} failed batches, {meanwhile[run.name]} other records "
+                    f"mirrored meanwhile; lag {end - mapped} records"
+                )
+            notes = (
+                f"{run.example.label()}. {stall.describe(run)}. Stalled {stalled:.0f} s until fixed, mirrored "
+                f"{landed:.1f} s after; while stalled: {what}. {PACE}"
+            )
+            result = fault_report.add(tally(clients, run.flow, [run.topic], run.row(fault), AT_LEAST_ONCE, notes))
+            checks.append((run, totals, final, aside, result))
+        for run, totals, final, aside, result in checks:
+            result.check()
+            assert run.name not in early, f"{run.name}: the record was written before the fix: {early}"
+            if run.recovers:
+                assert totals.given_up_batches >= STALL_BUDGETS and final.recovered_records > 0, (totals, final)
+                if aside is not None:
+                    assert (0, bad[run.name]) in {(r.partition, r.offset) for r in aside}, "not on the failure topic"
+            else:
+                assert final.given_up_records == 0, final
+            fault_report.passed(result)
     finally:
         clients.close()

@@ -12,11 +12,12 @@ import pytest
 from kafka import KafkaAdminClient
 
 from shared.kafka.clients import KafkaClients
-from shared.kafka.producers import Delivery, KafkaPythonProducer, send_record
+from shared.kafka.producers import Delivery, send_record
 from shared.mm2.config import MirrorConfig
 from shared.mm2.formats import OffsetSync
 from shared.mm2.provenance import PROVENANCE_HEADER
 from tests.kafka.support import (
+    SEND_METHODS,
     LiveRuntime,
     Record,
     end_offsets,
@@ -81,8 +82,14 @@ def _by_partition(records: list[Record]) -> dict[int, list[Record]]:
     return grouped
 
 
+def _is_subsequence(items: list[tuple[object, ...]], within: list[tuple[object, ...]]) -> bool:
+    """Every item of ``items`` is in ``within``, in the same order (other items may come between)."""
+    rest = iter(within)
+    return all(any(item == other for other in rest) for item in items)
+
+
 def _content(r: Record) -> tuple[object, ...]:
-    return (r.key, r.value, r.headers, r.timestamp)
+    return (r.key, r.value, tuple(r.headers), r.timestamp)
 
 
 def _count(clusters: Mapping[str, str], alias: str, topic: str) -> int | None:
@@ -114,11 +121,15 @@ def test_one_way_preserves_every_record_in_order(
     totals = run_flows(cfg, lambda: _landed(kafka_clusters, "B", f"A.{topic}", len(source)))
 
     target = read_all(kafka_clusters["B"], f"A.{topic}", len(source))
-    assert totals["A->B"].failed_batches == totals["A->B"].consumer_errors == 0
+    assert totals["A->B"].failed_batches == 0
     source_parts, target_parts = _by_partition(source), _by_partition(target)
     assert sorted(target_parts) == list(range(PARTITIONS))
     for p in range(PARTITIONS):
-        assert [_content(r) for r in target_parts[p]] == [_content(r) for r in source_parts[p]]
+        copied, original = [_content(r) for r in target_parts[p]], [_content(r) for r in source_parts[p]]
+        if totals["A->B"].consumer_errors == 0:
+            assert copied == original
+        else:  # a commit lost to a rebalance redelivers its batch (at-least-once): replays, nothing else
+            assert _is_subsequence(original, copied) and set(copied) == set(original)
     # the workload really contained what the test claims to cover
     assert any(r.key is None and r.value is None for r in source)
     assert any(r.value is None and r.key is not None for r in source)
@@ -282,25 +293,28 @@ def test_identity_names_both_ways_do_not_loop(kafka_clusters: dict[str, str], un
     assert sorted(r.value or b"" for r in on_a) == sorted(r.value or b"" for r in on_b)
 
 
+@pytest.mark.parametrize("backend", list(SEND_METHODS))
 def test_failure_mid_batch_then_redelivery_loses_nothing(
-    kafka_clusters: dict[str, str], unique_prefix: str, monkeypatch: pytest.MonkeyPatch
+    kafka_clusters: dict[str, str], unique_prefix: str, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     topic = topic_name = f"{unique_prefix}.flaky"
     _create(kafka_clusters["A"], topic, partitions=2)
     source = _produce(kafka_clusters["A"], topic, 300, partitions=2)
-    real_send = KafkaPythonProducer.send
+    producer_class, method = SEND_METHODS[backend]
+    real_send = getattr(producer_class, method)
     calls = {"n": 0, "failed": 0}
 
-    def flaky_send(self: KafkaPythonProducer, topic: str, *args: Any) -> Delivery:
+    def flaky_send(self: Any, topic: str, *args: Any, **kwargs: Any) -> Delivery | None:
         if topic == f"A.{topic_name}":
             calls["n"] += 1
             if calls["n"] in (50, 420):  # part-way through a batch, twice
                 calls["failed"] += 1
                 raise ConnectionError("injected: target unreachable mid-batch")
-        return real_send(self, topic, *args)
+        return real_send(self, topic, *args, **kwargs)
 
-    monkeypatch.setattr(KafkaPythonProducer, "send", flaky_send)
-    cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"}, **{"smm.batch.size": "100"})
+    monkeypatch.setattr(producer_class, method, flaky_send)
+    settings = {"smm.batch.size": "100", "smm.producer.backend": backend}
+    cfg = make_config(kafka_clusters, {"A->B": f"{unique_prefix}.*"}, **settings)
 
     totals = run_flows(cfg, lambda: _landed(kafka_clusters, "B", f"A.{topic}", len(source)))
 
@@ -308,10 +322,8 @@ def test_failure_mid_batch_then_redelivery_loses_nothing(
     target = read_all(kafka_clusters["B"], f"A.{topic}", len(source))
     src, dst = _by_partition(source), _by_partition(target)
     for p in src:
-        mirrored = [_content(r) for r in dst[p]]
         # at least once: every source record arrived, in order (duplicates only as replays of a prefix)
-        it = iter(mirrored)
-        assert all(any(c == _content(r) for c in it) for r in src[p])
+        assert _is_subsequence([_content(r) for r in src[p]], [_content(r) for r in dst[p]])
     # a redelivered batch leaves only correct offset syncs
     for s in _offset_syncs(cfg, "A", "mm2-offset-syncs.B.internal"):
         if s.topic == topic:

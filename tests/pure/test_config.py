@@ -997,3 +997,12 @@ def test_flow_settings_fields_all_have_keys() -> None:
     assert len(keys) == len(set(keys))
     assert "offset.lag.max" in keys
     assert "emit.checkpoints.interval.seconds" in keys
+
+
+def test_the_data_path_defaults_to_librdkafka_and_kafka_python_stays_selectable() -> None:
+    enabled = {"A->B.enabled": "true"}
+    assert parse(with_keys(enabled)).flow("A", "B").settings.producer_backend == "confluent-kafka"
+    chosen = parse(with_keys({**enabled, "A->B.smm.producer.backend": "kafka-python"}))
+    assert chosen.flow("A", "B").settings.producer_backend == "kafka-python"
+    (problem,) = problems_of({"smm.producer.backend": "librdkafka"})
+    assert "smm.producer.backend" in problem and "librdkafka" in problem and "confluent-kafka" in problem

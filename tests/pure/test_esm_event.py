@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 from typing import Any
 
 import pytest
 
-from shared.aws.esm_event import EventError, SourceRecord, build_event, by_partition, parse_event
+from shared.aws.esm_event import (
+    COMPACT,
+    EventError,
+    RecordBatch,
+    SourceRecord,
+    batch_records,
+    build_event,
+    by_partition,
+    envelope_bytes,
+    parse_event,
+    payload_bytes,
+)
 
 RECORDS = [
     SourceRecord("orders", 0, 5, 1700000000000, "CREATE_TIME", b"k1", b"\x00\xff\xfe", [("h", b"1"), ("h", b"2")]),
@@ -120,3 +132,56 @@ def test_a_null_header_value_stays_null_through_the_event() -> None:
     event = build_event([record], ["h:1"])
     assert event["records"]["t-0"][0]["headers"] == [{"null": None}, {"empty": []}, {"x": [255]}]
     assert parse_event(event)[1] == [record]
+
+
+SERVERS = ["127.0.0.1:9092", "broker-2.example:9093"]
+# Shaped as both EsmConsumers return records, grouped by partition as the emulator hands them over.
+BATTERY = [
+    SourceRecord("orders", 0, 0, 1700000000000, "CREATE_TIME", None, b"keyless", []),
+    SourceRecord("orders", 0, 1, 1700000000001, "CREATE_TIME", b"k", None, []),  # tombstone
+    SourceRecord("orders", 0, 2, 1700000000002, "CREATE_TIME", None, None, [("trace", None)]),  # keyless tombstone
+    SourceRecord("orders", 0, 3, -1, "CREATE_TIME", b"", b"", [("h", b"1"), ("h", b"2"), ("h", None), ("h", b"")]),
+    SourceRecord("orders", 0, 2**62, 2**62, "LOG_APPEND_TIME", bytes(range(256)), b"\xff" * 999, [("b", b"\x80\xff")]),
+    SourceRecord(
+        "orders", 2**31 - 1, 7, 0, "LOG_APPEND_TIME", b"\x00", bytes([0xFF] * 300), [("bin", bytes(range(256)))]
+    ),
+    SourceRecord("tópico-😀", 3, 9, 1, "CREATE_TIME", b"k", b"v", [('quote"\\back\x01ctl-é-😀', b"\x00")]),
+]
+
+
+def _through_lambda(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as the function receives it: serialised by Lambda, parsed by the runtime."""
+    loaded: dict[str, Any] = json.loads(json.dumps(event))
+    return loaded
+
+
+@pytest.mark.parametrize("record", BATTERY, ids=lambda r: f"{r.partition}@{r.offset}")
+def test_one_record_survives_the_event_unchanged(record: SourceRecord) -> None:
+    assert parse_event(_through_lambda(build_event([record], SERVERS)))[1] == [record]
+
+
+def test_a_batch_survives_the_event_unchanged_so_the_direct_batch_is_what_the_handler_would_parse() -> None:
+    parsed = parse_event(_through_lambda(build_event(BATTERY, SERVERS)))[1]
+    assert parsed == BATTERY
+    assert [type(v) for r in parsed for v in r] == [type(v) for r in BATTERY for v in r]
+    assert batch_records(RecordBatch(BATTERY)) is BATTERY
+    assert batch_records(_through_lambda(build_event(BATTERY, SERVERS))) == BATTERY
+
+
+@pytest.mark.parametrize("ensure_ascii", [True, False], ids=["ascii-escaped", "utf-8"])
+def test_the_payload_estimate_bounds_the_serialised_event(ensure_ascii: bool) -> None:
+    """The 6 MB cap holds without building the event: envelope plus each record's estimate is at least the event
+    as compact JSON, in bytes, whether non-ASCII text is escaped or written as UTF-8."""
+    for records in [BATTERY, BATTERY[:1], BATTERY[-1:], [BATTERY[2]] * 50]:
+        event = build_event(records, SERVERS)
+        real = len(json.dumps(event, separators=COMPACT, ensure_ascii=ensure_ascii).encode())
+        assert envelope_bytes(SERVERS) + sum(map(payload_bytes, records)) >= real
+    assert envelope_bytes(SERVERS) == len(json.dumps(build_event([], SERVERS), separators=COMPACT))
+
+
+def test_the_payload_estimate_is_close_for_typical_records() -> None:
+    """An upper bound that is not loose: 512-byte values with two headers fill 6 MB to within a few percent."""
+    record = SourceRecord("bench", 5, 123456789, 1700000000000, "CREATE_TIME", b"k" * 16, b"v" * 512, [])
+    records = [record._replace(headers=[("h1", b"12345678"), ("h2", b"abcdefgh")])] * 1000
+    real = len(json.dumps(build_event(records, SERVERS), separators=COMPACT))
+    assert real <= envelope_bytes(SERVERS) + sum(map(payload_bytes, records)) <= real * 1.15
