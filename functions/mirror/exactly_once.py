@@ -27,11 +27,12 @@ from kafka import TopicPartition
 from kafka.partitioner.default import murmur2
 
 from shared.aws.esm_event import SourceRecord
+from shared.kafka import source_offsets
 from shared.kafka.clients import KafkaClients
 from shared.kafka.groups import read_range
 from shared.kafka.producers import TransactionalProducer
 from shared.mm2.config import FlowConfig
-from shared.mm2.formats import FormatError, SourceOffset
+from shared.mm2.formats import SourceOffset
 
 logger = Logger(service="smm-mirror")
 
@@ -240,23 +241,10 @@ class ExactlyOnceWriter:
             starts = {tp: state.positions.get(tp.partition, 0) for tp in tps}
             if any(starts[tp] < ends[tp] for tp in tps):
                 for record in read_range(self.clients, alias, starts, ends):
-                    self._remember(state, record.offset, record.key, record.value)
+                    source_offsets.remember(state.found, record, f"{self.topic} on {alias!r}")
             state.positions.update({tp.partition: ends[tp] for tp in tps})
             found = state.found
             return {p: found[p] for p in keys if p in found and found[p].cluster == self.flow.source}
-
-    def _remember(self, state: _OffsetsRead, position: int, key: bytes | None, value: bytes | None) -> None:
-        try:
-            # a tombstone forgets the partition: its key says which
-            offset = SourceOffset.deserialize(key or b"", value or b'{"offset":-1}')
-        except FormatError as exc:
-            raise FormatError(f"{self.topic} on {self.flow.target!r} at offset {position}: {exc}") from None
-        if offset is None:
-            return
-        if value is None:
-            state.found.pop((offset.topic, offset.partition), None)
-        else:
-            state.found[(offset.topic, offset.partition)] = offset
 
 
 def _quietly(action: Callable[[], None], partition: SourcePartition, failure: str) -> None:

@@ -69,7 +69,7 @@ class _Pending:
 
     topic: str
     partition: int
-    remote: tuple[str, int]  # the remote topic and partition the records went to
+    remote: str  # the remote topic the records went to (same partition number)
     upstream: list[int]  # the upstream offsets of the records sent, in order
     deliveries: list[Delivery]
     producer: RecordProducer
@@ -322,7 +322,7 @@ class Mirror:
                 report.max_record_age_ms = max(report.max_record_age_ms, now_ms - min(r.timestamp for r in batch))
             if self.policy.is_heartbeats_topic(topic):
                 self._observe_heartbeats(batch, now_ms, report)
-            pending.append(_Pending(topic, partition, (remote, partition), upstream, deliveries, producer, last_offset))
+            pending.append(_Pending(topic, partition, remote, upstream, deliveries, producer, last_offset))
         return pending, dead_letters
 
     def _acknowledge(
@@ -355,8 +355,8 @@ class Mirror:
             return list(zip(p.upstream, offsets, strict=True))
         first, last = offsets
         if last - first != n - 1:
-            self._interleaved.add(p.remote)
-            remote, partition = p.remote
+            self._interleaved.add((p.remote, p.partition))
+            remote, partition = p.remote, p.partition
             why = "another writer's records in between" if last - first > n - 1 else "fewer records than were sent"
             raise MirrorError(
                 f"mirroring records of {where} to the target: {n} records were sent to {remote}-{partition}, the "

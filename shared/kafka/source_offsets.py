@@ -9,7 +9,7 @@ from __future__ import annotations
 from kafka import TopicPartition
 
 from shared.kafka.clients import KafkaClients
-from shared.kafka.groups import read_range
+from shared.kafka.groups import TopicRecord, read_range
 from shared.mm2.formats import FormatError, SourceOffset
 
 
@@ -28,15 +28,20 @@ def read(
     ends = clients.latest_offsets(alias, tps)
     found: dict[tuple[str, int], SourceOffset] = {}
     for record in read_range(clients, alias, dict.fromkeys(tps, 0), ends):
-        try:
-            # a tombstone forgets the partition: its key says which
-            offset = SourceOffset.deserialize(record.key or b"", record.value or b'{"offset":-1}')
-        except FormatError as exc:
-            raise FormatError(f"{topic} on {alias!r} at offset {record.offset}: {exc}") from None
-        if offset is None:
-            continue
-        if record.value is None:
-            found.pop((offset.topic, offset.partition), None)
-        else:
-            found[(offset.topic, offset.partition)] = offset
+        remember(found, record, f"{topic} on {alias!r}")
     return found
+
+
+def remember(found: dict[tuple[str, int], SourceOffset], record: TopicRecord, where: str) -> None:
+    """Fold one record of an offsets topic (``where``, for errors) into ``found``: the newest offset per source
+    partition; a tombstone forgets the partition, its key says which."""
+    try:
+        offset = SourceOffset.deserialize(record.key or b"", record.value or b'{"offset":-1}')
+    except FormatError as exc:
+        raise FormatError(f"{where} at offset {record.offset}: {exc}") from None
+    if offset is None:
+        return
+    if record.value is None:
+        found.pop((offset.topic, offset.partition), None)
+    else:
+        found[(offset.topic, offset.partition)] = offset
